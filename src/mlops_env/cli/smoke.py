@@ -1,0 +1,1 @@
+"""`mlops-env smoke-test` (being built: see issue 3)."""

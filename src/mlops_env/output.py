@@ -1,0 +1,176 @@
+"""All terminal output goes through here.
+
+Human progress and messages go to stderr (Rich, gated by verbosity); ``--json`` prints exactly
+one JSON document on stdout, also on failure, shaped::
+
+    {"status": "ok"|"error", "exit_code": N, "data": {...},
+     "errors": [{"code": ..., "message": ..., "hint": ...}]}
+
+Library code never prints: it returns data or raises ``MlopsError``; the CLI renders.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlops_env.errors import ExitCode, UsageError
+
+log = logging.getLogger("mlops_env")
+
+
+@dataclass
+class Outcome:
+    """What a command returns: its data, and errors when it failed."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    exit_code: int = ExitCode.OK
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.exit_code == 0 else "error",
+            "exit_code": int(self.exit_code),
+            "data": self.data,
+            "errors": self.errors,
+        }
+
+
+# Secrets must never reach logs or JSON output. These patterns catch the usual suspects
+# (AWS access keys and secrets, GitHub tokens, bearer tokens, private key blocks).
+_SECRET_PATTERNS = [
+    re.compile(r"(AKIA|ASIA)[A-Z0-9]{16}"),
+    re.compile(r"(?i)(aws_secret_access_key|aws_session_token|secret|password|token)(\s*[=:]\s*)(\S+)"),
+    re.compile(r"gh[pousr]_[A-Za-z0-9]{20,}"),
+    re.compile(r"(?i)bearer\s+[A-Za-z0-9._\-]+"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
+]
+
+
+def mask_secrets(text: str) -> str:
+    for pat in _SECRET_PATTERNS:
+        if pat.groups >= 3:
+            text = pat.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+        else:
+            text = pat.sub("***", text)
+    return text
+
+
+class _MaskingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = mask_secrets(record.getMessage())
+        record.args = None
+        return True
+
+
+class UI:
+    """The one terminal wrapper: a Rich console on stderr, verbosity-gated."""
+
+    def __init__(self, *, json_mode: bool = False, verbose: int = 0, debug: bool = False) -> None:
+        self.json_mode = json_mode
+        self.verbose = verbose
+        self.debug = debug
+        self.log_file: Path | None = None
+        self._console: Any = None
+        self._out: Any = None
+
+    # -- consoles ---------------------------------------------------------------------------
+    @property
+    def console(self) -> Any:
+        """Rich console on stderr (progress, messages)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True, highlight=False)
+        return self._console
+
+    @property
+    def out(self) -> Any:
+        """Rich console on stdout (human results of list/status and friends)."""
+        if self._out is None:
+            from rich.console import Console
+
+            self._out = Console(highlight=False)
+        return self._out
+
+    @property
+    def interactive(self) -> bool:
+        return sys.stdin.isatty() and sys.stderr.isatty()
+
+    # -- messages ---------------------------------------------------------------------------
+    def info(self, msg: str) -> None:
+        log.info(msg)
+        if not self.json_mode:
+            self.console.print(msg)
+
+    def detail(self, msg: str) -> None:
+        log.debug(msg)
+        if self.verbose and not self.json_mode:
+            self.console.print(f"[dim]{msg}[/dim]")
+
+    def warn(self, msg: str, hint: str | None = None) -> None:
+        log.warning(msg)
+        self.console.print(f"[yellow]warning:[/yellow] {msg}")
+        if hint:
+            self.console.print(f"  [dim]hint:[/dim] {hint}")
+
+    def error(self, msg: str, hint: str | None = None) -> None:
+        self.console.print(f"[red]error:[/red] {msg}", soft_wrap=True)
+        if hint:
+            self.console.print(f"  [dim]hint:[/dim] {hint}", soft_wrap=True)
+
+    def confirm(self, question: str, *, yes: bool, what: str = "this") -> bool:
+        """Ask a yes/no question. ``yes`` answers it; with no terminal, refuse clearly."""
+        if yes:
+            return True
+        if not sys.stdin.isatty() or self.json_mode:
+            raise UsageError(
+                f"{what} needs confirmation and there is no terminal to ask on",
+                hint="re-run with --yes to confirm",
+                code="confirmation-required",
+            )
+        from rich.prompt import Confirm
+
+        return bool(Confirm.ask(question, console=self.console, default=False))
+
+    # -- results ----------------------------------------------------------------------------
+    def emit_json(self, outcome: Outcome) -> None:
+        text = json.dumps(outcome.envelope(), indent=2, default=str)
+        sys.stdout.write(mask_secrets(text) + "\n")
+        sys.stdout.flush()
+
+    # -- logging ----------------------------------------------------------------------------
+    def start_log(self, logs_dir: Path, command: str) -> Path:
+        """One DEBUG log file per run; secrets masked."""
+        logs_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(logs_dir, 0o700)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = logs_dir / f"{stamp}-{os.getpid()}-{command}.log"
+        handler = logging.FileHandler(path, encoding="utf-8")
+        os.chmod(path, 0o600)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(_MaskingFilter())
+        root = logging.getLogger("mlops_env")
+        root.setLevel(logging.DEBUG)
+        root.addHandler(handler)
+        # paramiko logs its own transport chatter; keep it at INFO in our file.
+        logging.getLogger("paramiko").setLevel(logging.WARNING)
+        self.log_file = path
+        _prune_logs(logs_dir, keep=50)
+        return path
+
+
+def _prune_logs(logs_dir: Path, keep: int) -> None:
+    files = sorted(logs_dir.glob("*.log"), key=lambda p: p.stat().st_mtime)
+    for old in files[:-keep]:
+        try:
+            old.unlink()
+        except OSError:
+            pass
