@@ -190,10 +190,14 @@ def check_keypair(paths: Paths) -> KeyCheck:
     """Read-only counterpart of ``ensure_keypair`` (for ``up --dry-run`` and ``doctor``)."""
     private, public = key_paths(paths)
     if not private.exists() and not private.is_symlink():
-        problems = ()
-        if public.exists():
-            problems = (f"{public} exists but the private key {private} is missing",)
-        return KeyCheck(exists=False, keypair=None, problems=problems)
+        orphan = public.exists()
+        return KeyCheck(
+            exists=False,
+            keypair=None,
+            problems=(f"{public} exists but the private key {private} is missing",)
+            if orphan
+            else (),
+        )
     try:
         pair = _load(private, public, fix=False)
     except IntegrityError as e:
