@@ -1,0 +1,242 @@
+"""Lifecycle commands: list, status, ssh, code, stop, start, down."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from mlops_env.cli import app, run_command
+
+Name = Annotated[str, typer.Argument(help="Workstation name (see `mlops-env list`).")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def _load(name: str) -> tuple[Any, Any, Any]:
+    from mlops_env.paths import get_paths
+    from mlops_env.state import Store, validate_name
+
+    validate_name(name)
+    paths = get_paths()
+    store = Store(paths)
+    return paths, store, store.load(name)
+
+
+def _address(rec: Any) -> str:
+    ep = rec.endpoint
+    return f"{ep.user}@{ep.host}:{ep.port}" if ep else "-"
+
+
+@app.command("list")
+def list_cmd(ctx: typer.Context) -> None:
+    """List the workstations this machine knows, with their live state."""
+
+    def body(ui: Any) -> Any:
+        from mlops_env.paths import get_paths
+        from mlops_env.providers import get_provider
+        from mlops_env.state import Store
+
+        paths = get_paths()
+        rows = []
+        providers: dict[str, Any] = {}
+        for rec in Store(paths).all():
+            prov = providers.setdefault(rec.provider, get_provider(rec.provider, paths))
+            live = prov.state(rec)
+            rows.append({"name": rec.name, "provider": rec.provider, "alias": rec.alias,
+                         "address": _address(rec), "state": live.get("state"), "phase": rec.phase})
+        if not ui.json_mode:
+            if not rows:
+                ui.out.print("no workstations yet: try `mlops-env up docker`")
+            else:
+                from rich.table import Table
+
+                t = Table(box=None, pad_edge=False)
+                for col in ("NAME", "PROVIDER", "SSH ALIAS", "ADDRESS", "STATE", "SETUP"):
+                    t.add_column(col)
+                for r in rows:
+                    t.add_row(r["name"], r["provider"], r["alias"], r["address"], str(r["state"]), r["phase"])
+                ui.out.print(t)
+        return {"workstations": rows}
+
+    run_command(ctx, "list", body)
+
+
+@app.command("status")
+def status_cmd(ctx: typer.Context, name: Name) -> None:
+    """Show one workstation: where it is, its live state, its setup steps and smoke test."""
+
+    def body(ui: Any) -> Any:
+        import json
+
+        from mlops_env import knownhosts
+        from mlops_env.pipeline import code_command
+        from mlops_env.providers import get_provider
+
+        paths, _store, rec = _load(name)
+        live = get_provider(rec.provider, paths).state(rec)
+        fps = knownhosts.fingerprints(paths, rec.endpoint.host_key_alias) if rec.endpoint else []
+        smoke = None
+        report = paths.reports_dir / rec.name / "smoke-report.json"
+        if report.is_file():
+            try:
+                d = json.loads(report.read_text()).get("data") or {}
+                smoke = {k: d.get(k) for k in ("rmse_train", "rmse_val", "train_rows", "val_rows", "synthetic")}
+            except (OSError, ValueError):
+                smoke = None
+        data = {"name": rec.name, "provider": rec.provider, "alias": rec.alias, "address": _address(rec),
+                "state": live.get("state"), "live": live, "phase": rec.phase,
+                "host_key": fps[0] if fps else None, "steps": list(rec.steps.values()),
+                "facts": rec.provider_data.get("facts"), "smoke": smoke,
+                "ssh_command": f"ssh {rec.alias}", "code_command": code_command(rec)}
+        if not ui.json_mode:
+            c = ui.out
+            c.print(f"[bold]{rec.name}[/bold] ({rec.provider}) — {live.get('state')}, setup {rec.phase}")
+            c.print(f"  address   {data['address']}   alias {rec.alias}")
+            if data["facts"]:
+                f = data["facts"]
+                c.print(f"  box       {f.get('os_pretty')} {f.get('arch')}")
+            c.print(f"  host key  {data['host_key'] or '(not pinned)'}")
+            for s in data["steps"]:
+                c.print(f"  {s.get('id', ''):<11} {s.get('status', ''):<10} {s.get('message', '')}")
+            if smoke:
+                c.print(f"  smoke     RMSE train {smoke['rmse_train']:.3f}, val {smoke['rmse_val']:.3f}"
+                        f"{' (synthetic)' if smoke.get('synthetic') else ''}")
+            c.print(f"  connect   {data['ssh_command']}  |  {data['code_command']}")
+        return data
+
+    run_command(ctx, "status", body)
+
+
+def _ssh_argv(paths: Any, rec: Any) -> list[str]:
+    """``ssh -F <config> <alias>``: the user's config when it includes ours (their other
+    settings apply), else the tool's own file. Always an explicit -F: OpenSSH reads the home
+    directory from the password database, not from $HOME."""
+    import shutil
+
+    from mlops_env import sshconfig
+    from mlops_env.errors import PrereqError
+    from mlops_env.paths import user_ssh_config
+
+    ssh = shutil.which("ssh")
+    if not ssh:
+        raise PrereqError("the OpenSSH client (`ssh`) is not installed",
+                          hint="install it (apt install openssh-client, or your OS's package)")
+    cfg = user_ssh_config() if sshconfig.check_include(paths) == "unchanged" else paths.ssh_config
+    return [ssh, "-F", str(cfg), rec.alias]
+
+
+@app.command("ssh", context_settings={"allow_interspersed_args": False})
+def ssh_cmd(
+    ctx: typer.Context,
+    name: Name,
+    command: Annotated[list[str] | None, typer.Argument(help="Command to run (after --).")] = None,
+) -> None:
+    """Open a shell on the workstation (or run COMMAND there) with the system ssh client."""
+
+    def body(ui: Any) -> Any:
+        import os
+
+        paths, _store, rec = _load(name)
+        argv = _ssh_argv(paths, rec) + (["--", *command] if command else [])
+        ui.detail("exec " + " ".join(argv))
+        os.execv(argv[0], argv)  # noqa: S606 - argv list, no shell
+
+    run_command(ctx, "ssh", body)
+
+
+@app.command("code")
+def code_cmd(ctx: typer.Context, name: Name) -> None:
+    """Open VS Code on the workstation (Remote-SSH), or print the command when `code` is absent."""
+
+    def body(ui: Any) -> Any:
+        import shlex
+        import shutil
+        import subprocess
+
+        from mlops_env.pipeline import code_command
+
+        _paths, _store, rec = _load(name)
+        cmd = code_command(rec)
+        code = shutil.which("code")
+        if code is None:
+            if not ui.json_mode:
+                ui.out.print(cmd)
+                ui.console.print("[dim]VS Code's `code` command is not on PATH: run the line above where it is "
+                                 "(VS Code: Shell Command: Install 'code' command in PATH; needs the "
+                                 "Remote - SSH extension).[/dim]")
+            return {"command": cmd, "launched": False}
+        argv = [code, *shlex.split(cmd)[1:]]
+        subprocess.run(argv, check=False)  # noqa: S603 - argv list
+        return {"command": cmd, "launched": True}
+
+    run_command(ctx, "code", body)
+
+
+@app.command("stop")
+def stop_cmd(ctx: typer.Context, name: Name, yes: Yes = False) -> None:
+    """Stop the workstation (docker: stop the container; its disk is kept)."""
+
+    def body(ui: Any) -> Any:
+        from mlops_env.providers import get_provider
+
+        paths, store, rec = _load(name)
+        with store.lock(name, "stop"):
+            ui.confirm(f"Stop {name}?", yes=yes, what=f"stopping {name}")
+            result = get_provider(rec.provider, paths).stop(rec, ui.info)
+        ui.info(f"{name}: {result}")
+        return {"name": name, "result": result}
+
+    run_command(ctx, "stop", body)
+
+
+@app.command("start")
+def start_cmd(ctx: typer.Context, name: Name) -> None:
+    """Start a stopped workstation (then `mlops-env up` refreshes its SSH config)."""
+
+    def body(ui: Any) -> Any:
+        from mlops_env.providers import get_provider
+
+        paths, store, rec = _load(name)
+        with store.lock(name, "start"):
+            result = get_provider(rec.provider, paths).start(rec, ui.info)
+        ui.info(f"{name}: {result}; run `mlops-env up {rec.provider} {name}` to refresh the SSH config")
+        return {"name": name, "result": result}
+
+    run_command(ctx, "start", body)
+
+
+@app.command("down")
+def down_cmd(ctx: typer.Context, name: Name, yes: Yes = False) -> None:
+    """Remove the workstation and everything mlops-env made for it (docker: the container and
+    its volume; ssh: only mlops-env's records — nothing on the box is touched)."""
+
+    def body(ui: Any) -> Any:
+        from mlops_env import knownhosts, sshconfig
+        from mlops_env.providers import get_provider
+
+        paths, store, rec = _load(name)
+        prov = get_provider(rec.provider, paths)
+        with store.lock(name, "down"):
+            what = prov.describe_destroy(rec) + [f"SSH entry {rec.alias}, pinned host key, state"]
+            if not ui.json_mode:
+                ui.console.print(f"[bold]mlops-env down {name}[/bold] will remove:")
+                for w in what:
+                    ui.console.print(f"  - {w}")
+            if not ui.confirm(f"Remove {name}?", yes=yes, what=f"removing {name}"):
+                from mlops_env.errors import Interrupted
+
+                raise Interrupted("nothing removed", hint=f"`mlops-env down {name} --yes` removes it without asking")
+            removed = prov.destroy(rec, ui.info)
+            if sshconfig.remove_host(paths, rec.alias):
+                removed.append(f"SSH entry {rec.alias}")
+            if rec.endpoint and knownhosts.unpin(paths, rec.endpoint.host_key_alias):
+                removed.append("pinned host key")
+            inc = sshconfig.remove_include(paths)
+            if inc in ("removed", "deleted"):
+                removed.append("Include line in ~/.ssh/config (no workstation left)")
+            store.delete(name)
+            removed.append("state")
+        ui.info(f"{name} removed: " + ", ".join(removed))
+        return {"name": name, "removed": removed}
+
+    run_command(ctx, "down", body)

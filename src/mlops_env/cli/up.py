@@ -1,0 +1,189 @@
+"""``mlops-env up docker|ssh``: create or resume a workstation and bootstrap it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mlops_env.cli import app, run_command
+
+up_app = typer.Typer(
+    help="Create (or resume) a workstation and make it ready: Anaconda, Docker, SSH config, "
+    "smoke-test training. Re-running on a ready workstation changes nothing.",
+    no_args_is_help=True, rich_markup_mode=None,
+)
+app.add_typer(up_app, name="up")
+
+# Options shared by every provider (defaults may come from the config file or MLOPS_ENV_*).
+PythonDist = Annotated[str | None, typer.Option(
+    "--python-dist", help="anaconda (default, as the course), miniconda or miniforge.", show_default=False)]
+AcceptTos = Annotated[bool | None, typer.Option(
+    "--accept-anaconda-tos/--no-accept-anaconda-tos",
+    help="Accept Anaconda's terms of service (needed for anaconda/miniconda).", show_default=False)]
+CondaInstaller = Annotated[str | None, typer.Option(
+    "--conda-installer", metavar="URL",
+    help="Installer URL (http(s) or file:// on the box) replacing the pinned download.")]
+CondaSha = Annotated[str | None, typer.Option("--conda-sha256", metavar="HEX",
+                                                 help="sha256 of --conda-installer.")]
+DockerSource = Annotated[str | None, typer.Option(
+    "--docker-source", help="distro (default: docker.io + compose) or docker (Docker's apt repo).")]
+SmokeTest = Annotated[str | None, typer.Option(
+    "--smoke-test", help="course (default: the TLC files), sample (synthetic, offline) or off.")]
+Forward = Annotated[bool | None, typer.Option(
+    "--forward/--no-forward", help="Forward Jupyter 8888 and MLflow 5000 in the SSH config (default on).",
+    show_default=False)]
+SshTimeout = Annotated[int | None, typer.Option("--ssh-timeout", metavar="SECONDS",
+                                                   help="How long to wait for the box's SSH server (default 60).")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", metavar="FILE",
+                                                    help="YAML file with defaults for these options.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would change (and where each value "
+                                                         "came from); change nothing.")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Answer yes to questions (never to trusting an "
+                                                        "unknown host key).")]
+Jobs = Annotated[int, typer.Option("--jobs", min=1, max=8, hidden=True,
+                                   help="Steps applied at once (1 = one after another).")]
+
+
+def _common(**kw: Any) -> dict[str, Any]:
+    return {
+        "python_dist": kw.get("python_dist"), "accept_anaconda_tos": kw.get("accept_tos"),
+        "conda_installer": kw.get("conda_installer"), "conda_sha256": kw.get("conda_sha256"),
+        "docker_source": kw.get("docker_source"), "smoke_test": kw.get("smoke_test"),
+        "forward": kw.get("forward"), "ssh_timeout": kw.get("ssh_timeout"),
+        "image": kw.get("image"), "user": kw.get("user"),
+    }
+
+
+def _run_up(ctx: typer.Context, provider: str, name: str, flags: dict[str, Any], config: Path | None,
+            dry_run: bool, yes: bool, jobs: int,
+            provider_data: Callable[[], dict[str, Any]] | None = None,
+            fingerprint: str | None = None) -> None:
+    def body(ui: Any) -> Any:
+        from mlops_env import config as cfg
+        from mlops_env.cli.progress import StepView
+        from mlops_env.paths import get_paths
+        from mlops_env.pipeline import Events, UpRequest, up
+        from mlops_env.state import validate_name
+
+        validate_name(name)
+        paths = get_paths()
+        opts = cfg.resolve(flags, config_path=config, default_config=paths.config_file)
+        req = UpRequest(name=name, provider=provider, options=opts,
+                        provider_data=provider_data() if provider_data else {},
+                        host_key_fingerprint=fingerprint, dry_run=dry_run, jobs=jobs)
+        if dry_run:
+            data = up(req, paths, Events())
+            _print_dry_run(ui, data)
+            return data
+
+        def ask(question: str, *, honour_yes: bool) -> bool:
+            if honour_yes and yes:
+                return True
+            if ui.json_mode or not ui.interactive:
+                return False
+            from rich.prompt import Confirm
+
+            return bool(Confirm.ask(question, console=ui.console, default=False))
+
+        with StepView(ui) as view:
+            events = Events(
+                progress=view.progress, step=view.step, warn=lambda m: ui.warn(m),
+                confirm_host_key=lambda q: ask(q, honour_yes=False),
+                confirm_terms=lambda q: ask(q, honour_yes=False),
+            )
+            if not ui.json_mode:
+                ui.console.print(f"[bold]mlops-env up {provider} {name}[/bold]")
+            data = up(req, paths, events)
+        _print_summary(ui, data)
+        return data
+
+    run_command(ctx, "up", body)
+
+
+def _print_dry_run(ui: Any, data: dict[str, Any]) -> None:
+    if ui.json_mode:
+        return
+    c = ui.out
+    c.print(f"[bold]dry run: mlops-env up {data['provider']} {data['name']}[/bold] (nothing is changed)")
+    for line in data["provider_plan"]:
+        c.print(f"  box:  {line}")
+    for s in data["steps"]:
+        if s.get("would_change"):
+            c.print(f"  {s['id']:<11} would: {s['would_change']}")
+        else:
+            c.print(f"  {s['id']:<11} ok: {s['message']}")
+    c.print("[bold]options[/bold]")
+    for k, v in data["options"].items():
+        c.print(f"  {k:<20} {v['value']!s:<28} [dim]({v['source']})[/dim]")
+
+
+def _print_summary(ui: Any, data: dict[str, Any]) -> None:
+    if ui.json_mode:
+        return
+    c = ui.out
+    changed = sum(1 for s in data["steps"] if s["status"] == "changed")
+    verdict = "ready, nothing to change" if changed == 0 else f"ready ({changed} steps changed)"
+    c.print(f"\n[bold green]{data['name']}[/bold green] is {verdict} in {data['seconds']:.1f}s")
+    if data.get("smoke"):
+        s = data["smoke"]
+        kind = "synthetic sample" if s.get("synthetic") else "course data"
+        c.print(f"  smoke test   RMSE train {s['rmse_train']:.3f}, validation {s['rmse_val']:.3f} "
+                f"min ({kind}, {s['train_rows']:,} rows)")
+    c.print(f"  connect      {data['ssh_command']}")
+    c.print(f"  VS Code      {data['code_command']}")
+    c.print("  Jupyter      http://localhost:8888 (forwarded while `ssh` is connected)")
+    if ui.log_file:
+        c.print(f"  log          {ui.log_file}")
+
+
+@up_app.command("docker")
+def up_docker(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Workstation name ([a-z0-9-], 1-32).")] = "default",
+    image: Annotated[str | None, typer.Option("--image", help="Debian/Ubuntu base image (default ubuntu:24.04).")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="Login user created in the container (default mlops).")] = None,
+    python_dist: PythonDist = None, accept_tos: AcceptTos = None, conda_installer: CondaInstaller = None,
+    conda_sha256: CondaSha = None, docker_source: DockerSource = None, smoke_test: SmokeTest = None,
+    forward: Forward = None, ssh_timeout: SshTimeout = None, config: ConfigFile = None,
+    dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 4,
+) -> None:
+    """A workstation in a local Docker container (free, offline): systemd, sshd on 127.0.0.1,
+    its own Docker engine inside."""
+    flags = _common(**locals())
+    _run_up(ctx, "docker", name, flags, config, dry_run, yes, jobs)
+
+
+@up_app.command("ssh")
+def up_ssh(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Workstation name ([a-z0-9-], 1-32).")],
+    host: Annotated[str, typer.Option("--host", metavar="USER@HOST[:PORT]", help="The box to use.")],
+    identity: Annotated[Path | None, typer.Option("--identity", metavar="KEYFILE",
+                                                     help="Private key to log in with (default: mlops-env's key).")] = None,
+    host_key_fingerprint: Annotated[str | None, typer.Option(
+        "--host-key-fingerprint", metavar="SHA256:...",
+        help="The box's host key fingerprint, to trust it without a question.")] = None,
+    python_dist: PythonDist = None, accept_tos: AcceptTos = None, conda_installer: CondaInstaller = None,
+    conda_sha256: CondaSha = None, docker_source: DockerSource = None, smoke_test: SmokeTest = None,
+    forward: Forward = None, ssh_timeout: SshTimeout = None, config: ConfigFile = None,
+    dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 4,
+) -> None:
+    """Bring your own box: any Ubuntu 22.04/24.04 or Debian 12 machine you can SSH into."""
+    flags = _common(**locals())
+
+    def target() -> dict[str, Any]:
+        from mlops_env.errors import UsageError
+        from mlops_env.providers.ssh import parse_target
+
+        data: dict[str, Any] = {"target": str(parse_target(host))}
+        if identity is not None:
+            p = identity.expanduser().absolute()
+            if not p.is_file():
+                raise UsageError(f"identity file {p} not found", hint="check --identity", code="identity-missing")
+            data["identity"] = str(p)
+        return data
+
+    _run_up(ctx, "ssh", name, flags, config, dry_run, yes, jobs, target, host_key_fingerprint)

@@ -1,0 +1,193 @@
+"""Defaults for ``up`` options: flag > environment > config file > built-in.
+
+The config file is YAML (``config.yaml`` in the platformdirs config dir, or ``--config FILE``)
+with flat keys named like the options (``python_dist`` or ``python-dist``)::
+
+    python_dist: miniforge
+    smoke_test: sample
+    forward: false
+
+Environment variables are ``MLOPS_ENV_<OPTION>`` (``MLOPS_ENV_PYTHON_DIST=miniforge``).
+Every value is validated where it is read; errors name the file, line and key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlops_env.errors import ConfigError, UsageError
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in {"1", "true", "yes", "on"}:
+        return True
+    if s in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true or false, got {v!r}")
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def conv(v: Any) -> str:
+        s = str(v).strip()
+        if s not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {v!r}")
+        return s
+
+    return conv
+
+
+def _str(v: Any) -> str:
+    if isinstance(v, (dict, list)) or v is None:
+        raise ValueError(f"expected a string, got {v!r}")
+    return str(v)
+
+
+def _sha256(v: Any) -> str:
+    s = str(v).strip().lower()
+    if len(s) != 64 or any(c not in "0123456789abcdef" for c in s):
+        raise ValueError("expected 64 hexadecimal characters (a sha256)")
+    return s
+
+
+def _url(v: Any) -> str:
+    s = str(v).strip()
+    if not s.startswith(("https://", "http://", "file:///")):
+        raise ValueError("expected an http(s):// URL or a file:/// path on the box")
+    if any(c.isspace() for c in s):
+        raise ValueError("URL must not contain whitespace")
+    return s
+
+
+def _seconds(v: Any) -> int:
+    n = int(v)
+    if not 1 <= n <= 3600:
+        raise ValueError("expected 1..3600 seconds")
+    return n
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    default: Any
+    convert: Callable[[Any], Any]
+    help: str
+
+
+UP_OPTIONS: dict[str, Option] = {o.name: o for o in [
+    Option("image", "ubuntu:24.04", _str, "docker: base image of the workstation container"),
+    Option("user", "mlops", _str, "docker: login user created in the container"),
+    Option("python_dist", "anaconda", _choice("anaconda", "miniconda", "miniforge"),
+           "Python distribution to install"),
+    Option("accept_anaconda_tos", False, _bool,
+           "accept Anaconda's terms of service (anaconda/miniconda)"),
+    Option("conda_installer", None, _url, "installer URL replacing the pinned download (mirror)"),
+    Option("conda_sha256", None, _sha256, "sha256 of --conda-installer"),
+    Option("docker_source", "distro", _choice("distro", "docker"),
+           "Docker packages: the distribution's or Docker's apt repository"),
+    Option("smoke_test", "course", _choice("course", "sample", "off"),
+           "smoke-test data: course (TLC files), sample (synthetic, offline), off"),
+    Option("forward", True, _bool, "forward Jupyter (8888) and MLflow (5000) ports in the SSH config"),
+    Option("ssh_timeout", 60, _seconds, "seconds to wait for the box's SSH server"),
+]}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Resolved option values and where each came from (``flag``, ``env X``, ``file F:L``, ``default``)."""
+
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+
+def _norm_key(key: str) -> str:
+    return key.strip().replace("-", "_")
+
+
+def load_file(path: Path, *, required: bool) -> dict[str, tuple[Any, int]]:
+    """Read the YAML config: ``{option: (value, line)}``. Unknown keys are errors."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"config file {path} not found", hint="check the --config path") from None
+        return {}
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}", hint="check its permissions and encoding") from e
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: malformed YAML: {problem}",
+                          hint="fix the file or move it away; see README 'Configuration'") from e
+    if node is None:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"{path}:{node.start_mark.line + 1}: expected a mapping of option: value",
+                          hint="for example: python_dist: miniforge")
+    out: dict[str, tuple[Any, int]] = {}
+    loader = yaml.SafeLoader("")
+    for knode, vnode in node.value:
+        line = knode.start_mark.line + 1
+        key = _norm_key(str(knode.value))
+        if key not in UP_OPTIONS:
+            raise ConfigError(
+                f"{path}:{line}: unknown key {knode.value!r}",
+                hint="known keys: " + ", ".join(sorted(UP_OPTIONS)),
+                code="config-unknown-key",
+            )
+        value = loader.construct_object(vnode, deep=True)
+        out[key] = (value, line)
+    return out
+
+
+def resolve(
+    flags: Mapping[str, Any],
+    *,
+    config_path: Path | None,
+    default_config: Path,
+    env: Mapping[str, str] | None = None,
+) -> Resolved:
+    """Resolve every ``up`` option. ``flags`` holds values given on the command line (None = not given)."""
+    env = os.environ if env is None else env
+    file_values = load_file(config_path or default_config, required=config_path is not None)
+    file_name = str(config_path or default_config)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, opt in UP_OPTIONS.items():
+        env_name = "MLOPS_ENV_" + name.upper()
+        raw: Any
+        if flags.get(name) is not None:
+            raw, src, where = flags[name], "flag", f"--{name.replace('_', '-')}"
+        elif env_name in env:
+            raw, src, where = env[env_name], f"env {env_name}", f"environment variable {env_name}"
+        elif name in file_values:
+            raw, line = file_values[name]
+            src = f"file {file_name}:{line}"
+            where = f"{file_name}:{line}: key {name!r}"
+        else:
+            values[name], sources[name] = opt.default, "default"
+            continue
+        try:
+            values[name] = None if raw is None else opt.convert(raw)
+        except (ValueError, TypeError) as e:
+            err = ConfigError if src.startswith("file") else UsageError
+            raise err(f"{where}: {e}", hint=f"{name}: {opt.help}", code="invalid-option") from None
+        sources[name] = src
+    return Resolved(values=values, sources=sources)

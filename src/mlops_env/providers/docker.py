@@ -1,0 +1,365 @@
+"""``up docker``: a local container that behaves like a small VM.
+
+Mode "vm" (the default and only mode): systemd is PID 1, sshd runs inside, and the box gets its
+own Docker engine (docker-in-docker) installed by the shared bootstrap, exactly as on a cloud
+VM. The container runs with an explicit capability set instead of ``--privileged`` (refused on
+some engines, e.g. these CI hosts) plus a private cgroup namespace; its entrypoint makes the
+cgroup hierarchy writable on cgroup v1 and v2 hosts (Docker Desktop uses v2). The inner
+engine's data lives in a named volume (overlay-on-overlay does not work).
+
+Images: the base image (``--image``, default ``ubuntu:24.04``) is turned once into
+``mlops-env/workstation:<base-id>-<recipe>`` by ``templates/docker-vm-prep.sh`` (systemd, sshd,
+sudo); later workstations from the same base reuse it.
+
+SSH is published on 127.0.0.1 only, on a port Docker picks; the host key is read from the
+container through the Docker API (a trusted channel) and pinned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import tarfile
+import time
+from typing import TYPE_CHECKING, Any
+
+from mlops_env import __version__
+from mlops_env.errors import MlopsError, NotFoundError, PrereqError, UnsupportedError, UsageError
+from mlops_env.providers import Progress, Provider, Provisioned
+from mlops_env.sshconfig import host_key_alias_for
+from mlops_env.state import Endpoint
+from mlops_env.steps import template
+
+if TYPE_CHECKING:
+    from mlops_env.config import Resolved
+    from mlops_env.keys import KeyPair
+    from mlops_env.state import Record
+
+log = logging.getLogger(__name__)
+
+LABEL_NAME = "mlops-env.name"
+LABEL_MANAGED = "mlops-env.managed"
+LABEL_RECIPE = "mlops-env.recipe"
+IMAGE_REPO = "mlops-env/workstation"
+RECIPE_VERSION = "1"
+
+# Run options that make a systemd container behave like a VM without --privileged.
+CAP_ADD = ["ALL"]
+CAP_DROP = ["SYS_RESOURCE"]
+SECURITY_OPT = ["seccomp=unconfined", "apparmor=unconfined"]
+TMPFS = {"/run": "", "/run/lock": ""}
+STOP_SIGNAL = "SIGRTMIN+3"
+
+
+def container_name(name: str) -> str:
+    return f"mlops-env-{name}"
+
+
+def volume_name(name: str) -> str:
+    return f"mlops-env-{name}-docker"
+
+
+def recipe_hash() -> str:
+    h = hashlib.sha256(RECIPE_VERSION.encode())
+    for t in ("docker-vm-prep.sh", "docker-vm-init.sh"):
+        h.update(template(t).encode())
+    return h.hexdigest()[:12]
+
+
+class DockerProvider(Provider):
+    kind = "docker"
+
+    def __init__(self, paths: Any) -> None:
+        super().__init__(paths)
+        self._client: Any = None
+
+    # -- engine -------------------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import docker
+            from docker.errors import DockerException
+
+            try:
+                c = docker.from_env(timeout=120)
+                c.ping()
+            except DockerException as e:
+                raise PrereqError(
+                    f"no Docker engine reachable ({_short(e)})",
+                    hint="start Docker (Docker Desktop, or `sudo systemctl start docker`) and check "
+                    "`docker info`; DOCKER_HOST selects another engine",
+                    code="no-docker-engine",
+                ) from None
+            self._client = c
+        return self._client
+
+    def _containers(self, name: str) -> list[Any]:
+        return self.client.containers.list(all=True, filters={"label": f"{LABEL_NAME}={name}"})
+
+    def _one(self, name: str) -> Any | None:
+        found = self._containers(name)
+        if len(found) > 1:
+            names = ", ".join(c.name for c in found)
+            raise UsageError(
+                f"{len(found)} containers carry the label {LABEL_NAME}={name} ({names})",
+                hint=f"remove the extra ones with `docker rm -f NAME`, or all with `mlops-env down {name} --yes`",
+                code="ambiguous",
+            )
+        return found[0] if found else None
+
+    # -- image ---------------------------------------------------------------------------------
+    def _base_image(self, ref: str, progress: Progress) -> Any:
+        from docker.errors import APIError, ImageNotFound, NotFound
+
+        try:
+            return self.client.images.get(ref)
+        except ImageNotFound:
+            pass
+        progress(f"pulling {ref}")
+        try:
+            return self.client.images.pull(ref)
+        except (NotFound, ImageNotFound, APIError) as e:
+            raise NotFoundError(
+                f"image {ref} is not here and cannot be pulled ({_short(e)})",
+                hint=f"check the name, or make it available first (`docker pull {ref}`); "
+                "--image selects another Debian/Ubuntu image",
+                code="image-not-found",
+            ) from None
+
+    def _workstation_image(self, ref: str, progress: Progress) -> str:
+        from docker.errors import ImageNotFound
+
+        base = self._base_image(ref, progress)
+        tag = f"{IMAGE_REPO}:{base.id.split(':')[-1][:12]}-{recipe_hash()}"
+        try:
+            self.client.images.get(tag)
+            return tag
+        except ImageNotFound:
+            pass
+        progress(f"preparing a workstation image from {ref} (once per base image)")
+        prep = self.client.containers.create(
+            base.id, command=["sleep", "infinity"], labels={LABEL_MANAGED: "1", "mlops-env.prep": "1"},
+            entrypoint=[],
+        )
+        try:
+            prep.start()
+            prep.put_archive("/tmp", _tar({"mlops-env-prep.sh": template("docker-vm-prep.sh"),
+                                           "mlops-env-init.sh": template("docker-vm-init.sh")}))
+            code, out = prep.exec_run(["bash", "/tmp/mlops-env-prep.sh", "/tmp/mlops-env-init.sh"])
+            text = out.decode("utf-8", "replace") if out else ""
+            log.debug("image prep output:\n%s", text)
+            if code != 0:
+                msg, hint = _script_error(text)
+                if code == 126 or code == 127:
+                    raise UnsupportedError(f"image {ref} has no bash", hint="use a Debian or Ubuntu image")
+                cls = UnsupportedError if code == 3 else MlopsError
+                raise cls(f"could not prepare image {ref}: {msg}", hint=hint or "see the log file")
+            prep.exec_run(["rm", "-f", "/tmp/mlops-env-prep.sh", "/tmp/mlops-env-init.sh"])
+            repo, t = tag.split(":")
+            prep.commit(repository=repo, tag=t, conf={
+                "Entrypoint": ["/usr/local/sbin/mlops-env-init"],
+                "Cmd": [],
+                "StopSignal": STOP_SIGNAL,
+                "Labels": {LABEL_RECIPE: recipe_hash(), "mlops-env.base": ref},
+            })
+        finally:
+            prep.remove(force=True)
+        return tag
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def plan(self, record: Record | None, options: Resolved) -> list[str]:
+        name = record.name if record else "?"
+        c = self._one(name) if record else None
+        if c is None:
+            return [f"create container {container_name(name)} from {options['image']} "
+                    f"(systemd, sshd on 127.0.0.1, Docker inside; volume {volume_name(name)})",
+                    f"create user {options['user']} with mlops-env's key and passwordless sudo"]
+        if c.status != "running":
+            return [f"start container {c.name} (now {c.status})"]
+        return [f"reuse running container {c.name}"]
+
+    def ensure(self, record: Record, options: Resolved, key: KeyPair, progress: Progress) -> Provisioned:
+        name = record.name
+        user = options["user"]
+        c = self._one(name)
+        action = "unchanged"
+        if c is None:
+            tag = self._workstation_image(options["image"], progress)
+            progress(f"creating container {container_name(name)}")
+            c = self._create(name, tag, options["image"])
+            action = "created"
+        elif c.status != "running":
+            progress(f"starting container {c.name}")
+            c.start()
+            action = "started"
+        c = self._wait_running(c)
+        port = _ssh_port(c)
+        if action != "unchanged" or record.provider_data.get("user_ready") != user:
+            self._ensure_user(c, user, key.public_line)
+        host_key = self._host_key(c)
+        data = {"container": c.name, "container_id": c.id, "image": options["image"],
+                "volume": volume_name(name), "user_ready": user}
+        return Provisioned(
+            endpoint=Endpoint(host="127.0.0.1", port=port, user=user, identity_file=str(key.private_path),
+                              host_key_alias=host_key_alias_for(record.name)),
+            action=action, host_key=host_key, provider_data=data,
+            detail=f"container {c.name} ({action})",
+        )
+
+    def _create(self, name: str, tag: str, base_ref: str) -> Any:
+        from docker.errors import APIError
+
+        api = self.client.api
+        hc = api.create_host_config(
+            port_bindings={22: ("127.0.0.1", None)},
+            cap_add=CAP_ADD, cap_drop=CAP_DROP, security_opt=SECURITY_OPT,
+            cgroupns="private", tmpfs=TMPFS,
+            binds={volume_name(name): {"bind": "/var/lib/docker", "mode": "rw"}},
+            restart_policy={"Name": "unless-stopped"},
+        )
+        # `--security-opt systempaths=unconfined` is a CLI-side option: the API spells it as
+        # empty masked/read-only path lists (the inner engine needs /proc and /sys unmasked).
+        hc["MaskedPaths"] = []
+        hc["ReadonlyPaths"] = []
+        try:
+            self.client.volumes.create(volume_name(name), labels={LABEL_NAME: name, LABEL_MANAGED: "1"})
+            created = api.create_container(
+                tag, name=container_name(name), hostname=name, detach=True, ports=[22],
+                labels={LABEL_NAME: name, LABEL_MANAGED: "1", "mlops-env.version": __version__,
+                        "mlops-env.base": base_ref},
+                stop_signal=STOP_SIGNAL, host_config=hc,
+            )
+            api.start(created["Id"])
+        except APIError as e:
+            raise MlopsError(f"Docker could not create the workstation container: {_short(e)}",
+                             hint="see `docker info`; the engine must allow the capabilities in "
+                             "docs/docker-provider.md", code="docker-create") from None
+        return self.client.containers.get(created["Id"])
+
+    def _wait_running(self, c: Any, timeout: float = 30) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            c.reload()
+            if c.status == "running":
+                return c
+            if c.status in ("exited", "dead") or time.monotonic() > deadline:
+                logs = c.logs(tail=15).decode("utf-8", "replace")
+                raise MlopsError(f"container {c.name} is {c.status}, not running",
+                                 hint=f"its last output: {logs.strip()[-300:] or '(none)'}",
+                                 code="container-not-running")
+            time.sleep(0.2)
+
+    def _ensure_user(self, c: Any, user: str, public_line: str) -> None:
+        # Wait for the init script to finish making host keys / systemd to come up enough.
+        code, out = c.exec_run(["bash", "-c", template("docker-vm-user.sh"), "mlops-env-user", user, public_line])
+        if code != 0:
+            raise MlopsError(f"could not create user {user} in {c.name}: "
+                             f"{out.decode('utf-8', 'replace').strip()[-300:]}",
+                             hint="--user must be a valid Linux user name", code="user-setup")
+
+    def _host_key(self, c: Any, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            code, out = c.exec_run(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
+            if code == 0 and out.strip():
+                parts = out.decode().split()
+                return f"{parts[0]} {parts[1]}"
+            if time.monotonic() > deadline:
+                raise MlopsError(f"container {c.name} has no SSH host key",
+                                 hint=f"`mlops-env down {c.name.removeprefix('mlops-env-')}` and up again")
+            time.sleep(0.2)
+
+    def state(self, record: Record) -> dict[str, Any]:
+        try:
+            c = self._one(record.name)
+        except PrereqError as e:
+            return {"state": "unknown", "detail": e.message}
+        if c is None:
+            return {"state": "missing", "detail": f"no container {container_name(record.name)}"}
+        info: dict[str, Any] = {"state": c.status, "container": c.name, "image": c.labels.get("mlops-env.base")}
+        if c.status == "running":
+            try:
+                info["port"] = _ssh_port(c)
+            except MlopsError:
+                pass
+        return info
+
+    def describe_destroy(self, record: Record) -> list[str]:
+        return [f"remove container {container_name(record.name)} and volume {volume_name(record.name)}"]
+
+    def destroy(self, record: Record, progress: Progress) -> list[str]:
+        from docker.errors import NotFound
+
+        removed = []
+        for c in self._containers(record.name):
+            progress(f"removing container {c.name}")
+            c.remove(force=True, v=True)
+            removed.append(f"container {c.name}")
+        try:
+            vol = self.client.volumes.get(volume_name(record.name))
+            vol.remove(force=True)
+            removed.append(f"volume {vol.name}")
+        except NotFound:
+            pass
+        return removed
+
+    def stop(self, record: Record, progress: Progress) -> str:
+        c = self._one(record.name)
+        if c is None:
+            raise NotFoundError(f"container {container_name(record.name)} does not exist",
+                                hint=f"run `mlops-env up docker {record.name}` to create it")
+        if c.status != "running":
+            return "already stopped"
+        progress(f"stopping {c.name}")
+        c.stop(timeout=30)
+        return "stopped"
+
+    def start(self, record: Record, progress: Progress) -> str:
+        c = self._one(record.name)
+        if c is None:
+            raise NotFoundError(f"container {container_name(record.name)} does not exist",
+                                hint=f"run `mlops-env up docker {record.name}` to create it")
+        if c.status == "running":
+            return "already running"
+        c.start()
+        return "started"
+
+
+def _ssh_port(c: Any) -> int:
+    ports = (c.attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    binding = ports.get("22/tcp") or []
+    for b in binding:
+        if b.get("HostIp") in ("127.0.0.1", "") and b.get("HostPort"):
+            return int(b["HostPort"])
+    raise MlopsError(f"container {c.name} publishes no SSH port",
+                     hint="it was not made by mlops-env; remove it with `docker rm -f` and run up again")
+
+
+def _tar(files: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for fname, text in files.items():
+            data = text.encode("utf-8")
+            info = tarfile.TarInfo(fname)
+            info.size = len(data)
+            info.mode = 0o755
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _script_error(text: str) -> tuple[str, str | None]:
+    msg, hint = "", None
+    for line in text.splitlines():
+        if line.startswith("mlops-error: "):
+            msg = line[13:]
+        elif line.startswith("mlops-hint: "):
+            hint = line[12:]
+    if not msg:
+        msg = (text.strip().splitlines() or ["failed"])[-1][:300]
+    return msg, hint
+
+
+def _short(e: Exception) -> str:
+    text = str(getattr(e, "explanation", None) or e)
+    return text.splitlines()[0][:300] if text else type(e).__name__

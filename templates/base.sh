@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# mlops-env step "base": base packages on a supported OS.
+# usage: base.sh check|apply
+# exit: 0 done, 1 not done / failed, 3 unsupported OS
+set -euo pipefail
+
+PACKAGES=(ca-certificates curl git bzip2 gnupg lsb-release procps util-linux)
+
+die() { echo "mlops-error: $1" >&2; [ -n "${2:-}" ] && echo "mlops-hint: $2" >&2; exit "${3:-1}"; }
+
+supported_os() {
+  [ -r /etc/os-release ] || die "cannot identify the OS (/etc/os-release missing)" \
+    "mlops-env supports Ubuntu 22.04, Ubuntu 24.04 and Debian 12" 3
+  # shellcheck disable=SC1091
+  . /etc/os-release
+  case "${ID:-}:${VERSION_ID:-}" in
+    ubuntu:22.04|ubuntu:24.04|debian:12) return 0 ;;
+  esac
+  die "unsupported OS: ${PRETTY_NAME:-${ID:-unknown} ${VERSION_ID:-}}" \
+    "mlops-env supports Ubuntu 22.04, Ubuntu 24.04 and Debian 12; use one of those images" 3
+}
+
+missing_packages() {
+  local p
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+
+mode=${1:-}
+case "$mode" in
+  check)
+    supported_os
+    missing=$(missing_packages | tr '\n' ' ')
+    if [ -n "$missing" ]; then
+      echo "mlops: missing packages: $missing"
+      exit 1
+    fi
+    echo "mlops: base packages present"
+    ;;
+  apply)
+    supported_os
+    missing=$(missing_packages | tr '\n' ' ')
+    if [ -z "$missing" ]; then
+      echo "mlops: base packages present"
+      exit 0
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt_opts=(-o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold -q)
+    echo "mlops: apt-get update"
+    apt-get "${apt_opts[@]}" update
+    echo "mlops: installing $missing"
+    # shellcheck disable=SC2086 # word splitting of the package list is intended
+    apt-get "${apt_opts[@]}" install -y --no-install-recommends $missing
+    echo "mlops: base packages installed"
+    ;;
+  *) die "usage: base.sh check|apply" "" 2 ;;
+esac

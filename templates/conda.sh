@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# mlops-env step "conda": a conda distribution in the user's home, `conda init bash` done,
+# the base env able to import the course's libraries.
+#
+# usage: conda.sh check --prefix DIR --dist NAME [--tos 0|1]
+#        conda.sh apply --prefix DIR --dist NAME --url URL (--sha256 HEX | --sha256-url URL)
+#                       [--tos 0|1] [--packages "numpy pandas ..."]
+# Runs as the login user (never root). Exit: 0 done, 1 not done/failed, 4 terms of service
+# not accepted or download failed, 8 checksum mismatch.
+set -euo pipefail
+
+die() { echo "mlops-error: $1" >&2; [ -n "${2:-}" ] && echo "mlops-hint: $2" >&2; exit "${3:-1}"; }
+say() { echo "mlops: $*"; }
+
+mode=${1:-}; shift || true
+PREFIX=""; DIST=""; URL=""; SHA256=""; SHA256_URL=""; TOS=0; PACKAGES="numpy pandas pyarrow scikit-learn"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --prefix) PREFIX=$2; shift 2 ;;
+    --dist) DIST=$2; shift 2 ;;
+    --url) URL=$2; shift 2 ;;
+    --sha256) SHA256=$2; shift 2 ;;
+    --sha256-url) SHA256_URL=$2; shift 2 ;;
+    --tos) TOS=$2; shift 2 ;;
+    --packages) PACKAGES=$2; shift 2 ;;
+    *) die "unknown argument: $1" "" 2 ;;
+  esac
+done
+if [ -z "$PREFIX" ] || [ -z "$DIST" ]; then die "--prefix and --dist are required" "" 2; fi
+# "~/x" is expanded here, on the box, so callers need not know the home directory.
+case "$PREFIX" in
+  \~/*) PREFIX="$HOME/${PREFIX#\~/}" ;;
+  /*) ;;
+  *) die "--prefix must be absolute or start with ~/" "" 2 ;;
+esac
+
+CONDA="$PREFIX/bin/conda"
+PY="$PREFIX/bin/python"
+TOS_MARK="$PREFIX/.mlops-env-tos-accepted"
+MODULES="numpy pandas pyarrow sklearn"
+
+needs_tos() { [ "$DIST" = anaconda ] || [ "$DIST" = miniconda ]; }
+
+conda_ok() { [ -x "$CONDA" ] && "$CONDA" --version >/dev/null 2>&1; }
+init_ok() { [ -f "$HOME/.bashrc" ] && grep -q '^# >>> conda initialize >>>' "$HOME/.bashrc"; }
+missing_modules() {
+  local m out=""
+  [ -x "$PY" ] || { echo "$MODULES"; return; }
+  # One interpreter start in the common (all present) case; per-module only to name the gaps.
+  # shellcheck disable=SC2086 # module list split on purpose
+  "$PY" -c "import $(echo $MODULES | tr ' ' ',')" >/dev/null 2>&1 && return 0
+  for m in $MODULES; do
+    "$PY" -c "import $m" >/dev/null 2>&1 || out="$out $m"
+  done
+  echo "${out# }"
+}
+tos_ok() { ! needs_tos || [ -f "$TOS_MARK" ]; }
+
+do_check() {
+  local problems=()
+  if ! conda_ok; then
+    say "conda not installed in $PREFIX"; exit 1
+  fi
+  init_ok || problems+=("conda init bash not done")
+  local miss; miss=$(missing_modules)
+  [ -z "$miss" ] || problems+=("base env cannot import: $miss")
+  tos_ok || problems+=("Anaconda terms of service not accepted")
+  if [ ${#problems[@]} -gt 0 ]; then
+    say "$(IFS=';'; echo "${problems[*]}")"; exit 1
+  fi
+  say "$("$CONDA" --version 2>&1 | head -n1) in $PREFIX"
+}
+
+download() {
+  # Cached, resumable, verified download into ~/.cache/mlops-env/installers.
+  local cache="$HOME/.cache/mlops-env/installers" file want got
+  mkdir -p "$cache"
+  file="$cache/$(basename "${URL%%\?*}")"
+  want=$SHA256
+  if [ -z "$want" ] && [ -n "$SHA256_URL" ]; then
+    want=$(curl -fsSL --retry 3 "$SHA256_URL" | awk '{print $1}' | head -n1) ||
+      die "cannot fetch the vendor's checksum from $SHA256_URL" "check the box's internet access, or use --conda-installer with --conda-sha256" 4
+  fi
+  [ ${#want} -eq 64 ] || die "no valid sha256 for $URL" "pass --conda-sha256 HEX with --conda-installer" 8
+  if [ -f "$file" ] && [ "$(sha256sum "$file" | awk '{print $1}')" = "$want" ]; then
+    say "installer cached: $file" >&2
+    echo "$file"; return
+  fi
+  say "downloading $URL" >&2
+  if ! curl -fL --retry 3 --retry-delay 2 -C - -sS -o "$file.part" "$URL" >&2; then
+    # A failed resume (server without ranges, changed file) is retried once from scratch.
+    rm -f "$file.part"
+    curl -fL --retry 3 --retry-delay 2 -sS -o "$file.part" "$URL" >&2 ||
+      die "download of $URL failed" "check the box's internet access, or use a mirror: --conda-installer URL --conda-sha256 HEX" 4
+  fi
+  got=$(sha256sum "$file.part" | awk '{print $1}')
+  if [ "$got" != "$want" ]; then
+    rm -f "$file.part"
+    die "checksum mismatch for $URL: expected $want, got $got" "the file is corrupt or not the pinned installer; nothing was installed. Check the URL and --conda-sha256" 8
+  fi
+  mv -f "$file.part" "$file"
+  echo "$file"
+}
+
+do_apply() {
+  if needs_tos && [ "$TOS" != 1 ]; then
+    die "Anaconda's terms of service must be accepted to install $DIST" \
+      "pass --accept-anaconda-tos (see https://www.anaconda.com/legal), or use --python-dist miniforge" 4
+  fi
+  mkdir -p "$HOME/.mlops-env"
+  # One conda apply at a time, also across runs (an interrupted run may still be working).
+  exec 9>"$HOME/.mlops-env/conda.lock"
+  flock -w 1800 9 || die "another conda install is still running on the box" "wait for it, then run again" 1
+
+  if ! conda_ok; then
+    [ -n "$URL" ] || die "no installer URL given" "" 2
+    local installer; installer=$(download)
+    if [ -e "$PREFIX" ]; then
+      say "updating the half-installed $PREFIX"
+      bash "$installer" -b -u -p "$PREFIX"
+    else
+      say "installing $DIST into $PREFIX"
+      bash "$installer" -b -p "$PREFIX"
+    fi
+    conda_ok || die "the installer finished but $CONDA does not run" "see the log above; remove $PREFIX and run again" 1
+  fi
+  if needs_tos && [ ! -f "$TOS_MARK" ]; then
+    if "$CONDA" tos --help >/dev/null 2>&1; then
+      say "accepting Anaconda's terms of service for the default channels"
+      "$CONDA" tos accept --override-channels --channel https://repo.anaconda.com/pkgs/main
+      "$CONDA" tos accept --override-channels --channel https://repo.anaconda.com/pkgs/r
+    fi
+    date -u +%Y-%m-%dT%H:%M:%SZ > "$TOS_MARK"
+  fi
+  if ! init_ok; then
+    say "conda init bash"
+    "$CONDA" init bash >/dev/null
+  fi
+  local miss; miss=$(missing_modules)
+  if [ -n "$miss" ]; then
+    say "installing into the base env: $PACKAGES"
+    # shellcheck disable=SC2086 # the package list is split on purpose
+    "$CONDA" install -y -n base $PACKAGES
+  fi
+  do_check
+}
+
+case "$mode" in
+  check) do_check ;;
+  apply) do_apply ;;
+  *) die "usage: conda.sh check|apply ..." "" 2 ;;
+esac
