@@ -673,10 +673,10 @@ class _Box:
         self.thread.join(5)
 
 
-def _ssh(user_cfg: Path, alias: str, *cmd: str) -> subprocess.CompletedProcess[str]:
+def _ssh(user_cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
     return subprocess.run(  # noqa: S603 - fixed program, test-controlled arguments
-        ["ssh", "-F", str(user_cfg), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", alias, *cmd],
+        ["ssh", "-F", str(user_cfg), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -719,3 +719,40 @@ def test_real_ssh_login_uses_key_pin_and_alias(paths, user_cfg, login_setup, cas
     # ssh never writes to our known_hosts (StrictHostKeyChecking yes, UpdateHostKeys no).
     after = paths.known_hosts.read_bytes() if paths.known_hosts.exists() else None
     assert after == kh_before
+
+
+@needs_ssh
+@pytest.mark.parametrize("exit_on_failure", [None, "yes"])
+def test_busy_forward_port_does_not_fail_the_session(paths, user_cfg, login_setup, exit_on_failure):
+    """What VS Code needs: a taken local 8888 is a warning, not a failed connection."""
+    host = keys.generate_host_keypair()
+    knownhosts.pin(paths, "mlops-env-a", host.public_line)
+    # Hold the port on both loopbacks, like a local Jupyter on `localhost` does (ssh binds
+    # `localhost` on 127.0.0.1 and ::1 and only fails when neither works).
+    busy = [socket.socket()]
+    busy[0].bind(("127.0.0.1", 0))
+    port = busy[0].getsockname()[1]
+    try:
+        s6 = socket.socket(socket.AF_INET6)
+        s6.bind(("::1", port))
+        busy.append(s6)
+    except OSError:
+        pass  # no IPv6 loopback: ssh cannot bind ::1 either
+    for b in busy:
+        b.listen(1)
+    box = _Box(host.private_pem, login_setup.public_line.split()[1])
+    try:
+        sc.upsert_host(paths, entry(paths, port=box.port, forwards=[(port, "localhost", 8888)]))
+        sc.ensure_include(paths)
+        extra = ("-o", f"ExitOnForwardFailure={exit_on_failure}") if exit_on_failure else ()
+        r = _ssh(user_cfg, *extra, "mlops-a", "true")
+    finally:
+        box.close()
+        for b in busy:
+            b.close()
+    assert "Address already in use" in r.stderr or "cannot listen" in r.stderr.lower(), r.stderr
+    if exit_on_failure is None:
+        assert r.returncode == 0, r.stderr  # our `ExitOnForwardFailure no` keeps the session
+        assert r.stdout == "box ran: true\n"
+    else:
+        assert r.returncode == 255  # what a user's `Host *` ExitOnForwardFailure yes would do
