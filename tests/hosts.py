@@ -64,6 +64,8 @@ __all__ = [
     "ensure_vm_image",
     "exec_in",
     "fingerprint_sha256",
+    "image_with_files",
+    "mirror_into",
     "make_keypair",
     "remove_test_containers",
     "ssh_argv",
@@ -219,6 +221,74 @@ def copy_into(
     if owner:
         exec_in(client, container, ["chown", owner, path])
     return path
+
+
+def mirror_into(client: Any, container: str, src: Path | str, dest_dir: str = "/opt/mirror") -> str:
+    """Copy a file onto the box and return its ``file://`` URL (resolved on the box), e.g.
+    for ``mlops-env up ssh ... --conda-installer URL --conda-sha256 HEX``."""
+    return "file://" + copy_into(client, container, src, dest_dir)
+
+
+def image_with_files(
+    client: Any,
+    base: str,
+    files: Sequence[Path | str],
+    dest_dir: str = "/opt/mirror",
+    repo: str | None = None,
+) -> str:
+    """A local image = BASE + FILES in DEST_DIR (built once per content; reused by label).
+
+    For containers the product creates itself (``mlops-env up docker --image IMAGE``), a file
+    cannot be copied in before the bootstrap runs: bake it into the image instead and pass
+    ``--conda-installer file://DEST_DIR/NAME``. Older tags of the same repo are removed.
+    """
+    import hashlib as _hl
+
+    import docker.errors
+
+    paths = [Path(f) for f in files]
+    base_id = client.images.get(base).id
+    h = _hl.sha256(base_id.encode())
+    for p in paths:
+        h.update(p.name.encode())
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    recipe = h.hexdigest()[:16]
+    repo = repo or (base.rsplit(":", 1)[0] + "-mirror")
+    tag = f"{repo}:{recipe}"
+    try:
+        client.images.get(tag)
+        return tag
+    except docker.errors.ImageNotFound:
+        pass
+    dockerfile = f"FROM {base}\n" + "".join(f"COPY {p.name} {dest_dir.rstrip('/')}/{p.name}\n" for p in paths)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("Dockerfile")
+        data = dockerfile.encode()
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+        for p in paths:
+            ti = tf.gettarinfo(str(p), arcname=p.name)
+            ti.mode, ti.uid, ti.gid, ti.uname, ti.gname = 0o644, 0, 0, "root", "root"
+            with open(p, "rb") as fh:
+                tf.addfile(ti, fh)
+    buf.seek(0)
+    for chunk in client.api.build(
+        fileobj=buf, custom_context=True, tag=tag, rm=True, forcerm=True, pull=False, decode=True,
+        labels={RECIPE_LABEL: recipe, TEST_LABEL: "1"},
+    ):
+        if "error" in chunk:
+            raise RuntimeError(f"building {tag} failed: {chunk['error']}")
+    for img in client.images.list(name=repo):
+        for t in img.tags:
+            if t != tag:
+                try:
+                    client.images.remove(t, noprune=False)
+                except Exception:  # noqa: BLE001,S110 - in use by a running test
+                    pass
+    return tag
 
 
 def remove_test_containers(client: Any, *, only_pid: int | None = None, older_than_s: float | None = None) -> list[str]:
