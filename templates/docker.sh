@@ -22,6 +22,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$TARGET_USER" ] || TARGET_USER=$(id -un)
 PROBE_IMAGE=mlops-env/probe:1
+VERIFIED="$HOME/.mlops-env/docker-verified"
 
 compose_version() {
   docker compose version --short 2>/dev/null && return 0
@@ -39,20 +40,30 @@ daemon_active() {
 
 in_group() { id -nG "$TARGET_USER" 2>/dev/null | tr ' ' '\n' | grep -qx docker; }
 
-do_check() {
-  command -v docker >/dev/null 2>&1 || { say "docker is not installed"; exit 1; }
-  local problems=()
-  compose_version >/dev/null || problems+=("docker compose is not installed")
-  daemon_active || problems+=("the docker daemon is not running")
+# Prints one line per problem (nothing when docker is usable by the user in this session).
+problems() {
+  if ! command -v docker >/dev/null 2>&1; then echo "docker is not installed"; return; fi
+  compose_version >/dev/null || echo "docker compose is not installed"
+  daemon_active || echo "the docker daemon is not running"
   if ! in_group; then
-    problems+=("$TARGET_USER is not in the docker group")
+    echo "$TARGET_USER is not in the docker group"
   elif ! docker info >/dev/null 2>&1; then
-    problems+=("$TARGET_USER cannot reach the docker daemon in this session (log out and in again)")
+    echo "$TARGET_USER cannot reach the docker daemon in this session (log out and in again)"
   fi
-  if [ ${#problems[@]} -gt 0 ]; then
-    say "$(IFS=';'; echo "${problems[*]}")"; exit 1
-  fi
+}
+
+summary() {
   say "docker $(docker version --format '{{.Server.Version}}' 2>/dev/null), compose $(compose_version | head -n1)"
+}
+
+do_check() {
+  local p; p=$(problems)
+  # Proven once by `verify` (a container run as the user, no sudo, in a fresh login).
+  if [ -z "$p" ] && [ ! -f "$VERIFIED" ]; then p="no container has been run as $TARGET_USER yet"; fi
+  if [ -n "$p" ]; then
+    say "$(echo "$p" | paste -sd ';' -)"; exit 1
+  fi
+  summary
 }
 
 probe_image() {
@@ -67,11 +78,12 @@ probe_image() {
   )
   # shellcheck disable=SC2086 # one path per word
   tar -C / -chf - $files 2>/dev/null |
-    docker import -q -c "CMD [\"$bin\", \"ok\"]" - "$PROBE_IMAGE" >/dev/null
+    docker import -c "CMD [\"$bin\", \"ok\"]" - "$PROBE_IMAGE" >/dev/null
 }
 
 do_verify() {
-  do_check
+  local p; p=$(problems)
+  [ -z "$p" ] || die "$(echo "$p" | paste -sd ';' -)" "run \`mlops-env up\` again, or see \`mlops-env doctor\`"
   local out
   if docker image inspect hello-world >/dev/null 2>&1 || timeout 60 docker pull -q hello-world >/dev/null 2>&1; then
     out=$(docker run --rm hello-world 2>&1) || die "docker run hello-world failed: ${out##*$'\n'}" "see \`journalctl -u docker\` on the box"
@@ -82,6 +94,8 @@ do_verify() {
     [ "$out" = ok ] || die "the probe container printed ${out:0:80}, expected ok" ""
     say "ran a container (local probe image, no registry) as $TARGET_USER without sudo"
   fi
+  mkdir -p "$(dirname "$VERIFIED")"
+  date -u +%Y-%m-%dT%H:%M:%SZ > "$VERIFIED"
 }
 
 os_field() { sed -n "s/^$1=//p" /etc/os-release | tr -d '"' | head -n1; }

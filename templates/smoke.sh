@@ -4,6 +4,7 @@
 #
 # usage: smoke.sh check --key KEY
 #        smoke.sh apply --key KEY --python PY -- RIDETRAIN-ARGS...
+#        smoke.sh run --python PY -- RIDETRAIN-ARGS...   (`mlops-env smoke-test NAME`: no stamp)
 # PY may start with ~/. The program is ~/.mlops-env/ridetrain.py; reports go to
 # ~/.mlops-env/smoke/report and downloads are cached in ~/.cache/mlops-env/tlc.
 # KEY names what passed (data mode + python); a passed run is recorded in
@@ -24,7 +25,7 @@ while [ $# -gt 0 ]; do
     *) die "unknown argument: $1" "" 2 ;;
   esac
 done
-[ -n "$KEY" ] || die "--key is required" "" 2
+[ -n "$KEY" ] || [ "$mode" = run ] || die "--key is required" "" 2
 STAMP="$HOME/.mlops-env/smoke/passed"
 PROGRAM="$HOME/.mlops-env/ridetrain.py"
 case "$PY" in \~/*) PY="$HOME/${PY#\~/}" ;; esac
@@ -38,18 +39,18 @@ case "$mode" in
       exit 1
     fi
     ;;
-  apply)
-    [ -x "$PY" ] || die "python not found at $PY" "the conda step must succeed first" 1
+  apply|run)
+    [ -x "$PY" ] || die "python not found at $PY" "run \`mlops-env up\` for this workstation first (its conda step)" 1
     [ -f "$PROGRAM" ] || die "training program not found at $PROGRAM" "" 1
     mkdir -p "$HOME/.mlops-env/smoke"
-    rm -f "$STAMP"
+    [ "$mode" = run ] || rm -f "$STAMP"
     rc=0
     "$PY" "$PROGRAM" "$@" --report-dir "$HOME/.mlops-env/smoke/report" \
       --cache-dir "$HOME/.cache/mlops-env/tlc" --json || rc=$?
-    if [ "$rc" = 0 ]; then
+    if [ "$rc" = 0 ] && [ "$mode" = apply ]; then
       printf '%s' "$KEY" > "$STAMP.tmp" && mv -f "$STAMP.tmp" "$STAMP"
     fi
     exit "$rc"
     ;;
-  *) die "usage: smoke.sh check|apply ..." "" 2 ;;
+  *) die "usage: smoke.sh check|apply|run ..." "" 2 ;;
 esac

@@ -160,8 +160,12 @@ class UI:
         root = logging.getLogger("mlops_env")
         root.setLevel(logging.DEBUG)
         root.addHandler(handler)
-        # paramiko logs its own transport chatter; keep it at INFO in our file.
-        logging.getLogger("paramiko").setLevel(logging.WARNING)
+        # paramiko logs tracebacks of handshakes we retry on purpose (sshd still booting):
+        # into our file at WARNING, never onto the terminal.
+        pl = logging.getLogger("paramiko")
+        pl.setLevel(logging.WARNING)
+        pl.propagate = False
+        pl.addHandler(handler)
         self.log_file = path
         _prune_logs(logs_dir, keep=50)
         return path

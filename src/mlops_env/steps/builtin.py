@@ -141,17 +141,11 @@ class SmokeStep(Step):
         return ["--sample"] if self.mode(ctx) == "sample" else []
 
     def apply(self, ctx: StepContext) -> None:
-        from mlops_env.smoke import ridetrain_source
-
-        up = ctx.transport.run(
-            ["sh", "-c", 'mkdir -p "$HOME/.mlops-env" && cat > "$HOME/.mlops-env/ridetrain.py"'],
-            stdin=ridetrain_source().encode("utf-8"))
-        if not up.ok:
-            raise StepFailed(f"could not upload the training program: {up.tail(3)}")
+        upload_program(ctx.transport)
         call = ScriptCall("smoke.sh", ("apply", "--key", self.key(ctx), "--python", self.conda.python(ctx),
                                        "--", *self.ridetrain_args(ctx)))
         res = ctx.run_call(self.id, call)
-        report = _last_json(res.stdout)
+        report = last_json(res.stdout)
         if report is not None:
             ctx.data["smoke"] = report
         if res.ok and report is not None and report.get("status") == "ok":
@@ -171,7 +165,18 @@ class SmokeStep(Step):
         return f"train the ride-duration model on {data} with {self.conda.python(ctx)}"
 
 
-def _last_json(text: str) -> dict[str, Any] | None:
+def upload_program(transport: Any) -> None:
+    """Put the training program (ridetrain.py) at ~/.mlops-env/ridetrain.py on the box."""
+    from mlops_env.smoke import ridetrain_source
+
+    res = transport.run(
+        ["sh", "-c", 'mkdir -p "$HOME/.mlops-env" && cat > "$HOME/.mlops-env/ridetrain.py"'],
+        stdin=ridetrain_source().encode("utf-8"))
+    if not res.ok:
+        raise StepFailed(f"could not upload the training program: {res.tail(3)}")
+
+
+def last_json(text: str) -> dict[str, Any] | None:
     for line in reversed(text.strip().splitlines()):
         line = line.strip()
         if line.startswith("{"):

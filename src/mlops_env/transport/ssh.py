@@ -22,6 +22,8 @@ from mlops_env.errors import ConnectError, HostKeyError, MlopsError
 from mlops_env.transport import LineCallback, RunResult, Transport, shell_join
 
 log = logging.getLogger(__name__)
+# Handshake retries while sshd boots make paramiko log tracebacks; never on the terminal.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 # Host key algorithms to ask for, by pinned key type.
 _KEY_ALGOS = {

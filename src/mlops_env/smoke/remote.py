@@ -1,0 +1,65 @@
+"""``mlops-env smoke-test NAME``: run the training on a workstation, in its conda env, over
+the same pinned SSH transport as ``up``; the data is downloaded there and the report (and the
+fitted model) are brought back to ``<data dir>/reports/<NAME>/``."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import PurePosixPath
+from typing import Any
+
+from mlops_env.errors import StepFailed, UsageError
+from mlops_env.fsutil import atomic_write
+from mlops_env.paths import ensure_private_dir, get_paths
+from mlops_env.state import Store, validate_name
+
+
+def run_on_workstation(*, name: str, args: list[str], ui: Any) -> dict[str, Any]:
+    from mlops_env.pipeline import connect
+    from mlops_env.smoke.local import as_mlops_error
+    from mlops_env.smoke.ridetrain import SmokeError
+    from mlops_env.steps import template
+    from mlops_env.steps.builtin import CondaStep, last_json, upload_program
+
+    validate_name(name)
+    paths = get_paths()
+    rec = Store(paths).load(name)
+    if rec.endpoint is None:
+        raise UsageError(f"workstation {name!r} was never reached", hint=f"run `mlops-env up {rec.provider} {name}` first")
+    dist = rec.options.get("python_dist") or "anaconda"
+    python = f"~/{CondaStep.prefix_name(dist)}/bin/python"
+    timeout = int(rec.options.get("ssh_timeout") or 60)
+    transport = connect(paths, rec.endpoint, timeout)
+    try:
+        upload_program(transport)
+        res = transport.run_script(template("smoke.sh"), ("run", "--python", python, "--", *args),
+                                   on_line=lambda line: ui.detail(line))
+        envelope = last_json(res.stdout)
+        model = None
+        remote_model = (envelope or {}).get("data", {}).get("model") if envelope else None
+        if envelope and envelope.get("status") == "ok":
+            if remote_model:
+                got = transport.run(["base64", "-w0", str(remote_model)])
+                if got.ok:
+                    model = base64.b64decode(got.stdout.strip())
+    finally:
+        transport.close()
+    if envelope is None:
+        raise StepFailed(f"the smoke test on {name} printed no report (exit {res.exit_code})",
+                         hint=res.tail(3) or "see the log file")
+    if envelope.get("status") != "ok":
+        err = (envelope.get("errors") or [{}])[0]
+        raise as_mlops_error(SmokeError(err.get("code", "failed"), err.get("message", "failed"),
+                                        err.get("hint"), int(envelope.get("exit_code") or 1)))
+    data = dict(envelope.get("data") or {})
+    out = paths.reports_dir / name
+    ensure_private_dir(out)
+    atomic_write(out / "smoke-report.json", json.dumps(envelope, indent=2) + "\n", mode=0o600)
+    data["remote_report"], data["report"] = data.get("report"), str(out / "smoke-report.json")
+    if model is not None:
+        local_model = out / PurePosixPath(str(remote_model)).name
+        atomic_write(local_model, model, mode=0o600)
+        data["remote_model"], data["model"] = data.get("model"), str(local_model)
+    return data
+
