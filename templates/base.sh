@@ -3,16 +3,18 @@
 # usage: base.sh check|apply
 # exit: 0 done, 1 not done / failed, 3 unsupported OS
 set -euo pipefail
+# Test seam: unit tests point this at a fixture file; on a box it is always /etc/os-release.
+OS_RELEASE=${MLOPS_ENV_OS_RELEASE:-/etc/os-release}
 
 PACKAGES=(ca-certificates curl git bzip2 gnupg lsb-release procps util-linux)
 
 die() { echo "mlops-error: $1" >&2; [ -n "${2:-}" ] && echo "mlops-hint: $2" >&2; exit "${3:-1}"; }
 
 supported_os() {
-  [ -r /etc/os-release ] || die "cannot identify the OS (/etc/os-release missing)" \
+  [ -r "$OS_RELEASE" ] || die "cannot identify the OS (/etc/os-release missing)" \
     "mlops-env supports Ubuntu 22.04, Ubuntu 24.04 and Debian 12" 3
-  # shellcheck disable=SC1091
-  . /etc/os-release
+  # shellcheck disable=SC1090,SC1091
+  . "$OS_RELEASE"
   case "${ID:-}:${VERSION_ID:-}" in
     ubuntu:22.04|ubuntu:24.04|debian:12) return 0 ;;
   esac

@@ -7,6 +7,8 @@
 #        docker.sh apply  --user USER [--source distro|docker]   (as root)
 # Exit: 0 done, 1 not done/failed, 3 unsupported OS.
 set -euo pipefail
+# Test seam: unit tests point this at a fixture file; on a box it is always /etc/os-release.
+OS_RELEASE=${MLOPS_ENV_OS_RELEASE:-/etc/os-release}
 
 die() { echo "mlops-error: $1" >&2; [ -n "${2:-}" ] && echo "mlops-hint: $2" >&2; exit "${3:-1}"; }
 say() { echo "mlops: $*"; }
@@ -98,7 +100,7 @@ do_verify() {
   date -u +%Y-%m-%dT%H:%M:%SZ > "$VERIFIED"
 }
 
-os_field() { sed -n "s/^$1=//p" /etc/os-release | tr -d '"' | head -n1; }
+os_field() { sed -n "s/^$1=//p" "$OS_RELEASE" | tr -d '"' | head -n1; }
 
 do_apply() {
   [ "$(id -u)" = 0 ] || die "docker.sh apply must run as root" "" 2

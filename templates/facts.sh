@@ -2,11 +2,13 @@
 # mlops-env: read-only facts about the box, one KEY=VALUE per line.
 # usage: facts.sh
 set -uo pipefail
+# Test seam: unit tests point this at a fixture file; on a box it is always /etc/os-release.
+OS_RELEASE=${MLOPS_ENV_OS_RELEASE:-/etc/os-release}
 
 os_id=""; os_version=""; os_pretty=""; os_codename=""
-if [ -r /etc/os-release ]; then
-  # shellcheck disable=SC1091
-  . /etc/os-release
+if [ -r "$OS_RELEASE" ]; then
+  # shellcheck disable=SC1090,SC1091
+  . "$OS_RELEASE"
   os_id=${ID:-}; os_version=${VERSION_ID:-}; os_pretty=${PRETTY_NAME:-}; os_codename=${VERSION_CODENAME:-}
 fi
 echo "os_id=$os_id"
