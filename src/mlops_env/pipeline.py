@@ -151,22 +151,31 @@ def establish_trust(paths: Paths, ep: Endpoint, fingerprint_opt: str | None, eve
 def up(req: UpRequest, paths: Paths, events: Events) -> dict[str, Any]:
     validate_name(req.name)
     store = Store(paths)
+    if req.dry_run:  # read-only: no lock file, no state dir, nothing written
+        record = store.find(req.name)
+        if record is None:
+            fresh = Record(name=req.name, provider=req.provider, alias=sshconfig.alias_for(req.name))
+            fresh.provider_data.update(req.provider_data)
+            return _dry_run(req, fresh, None, get_provider(req.provider, paths), paths)
+        _check_provider(record, req)
+        return _dry_run(req, record, record, get_provider(req.provider, paths), paths)
     with store.lock(req.name):
         record = store.find(req.name)
-        if record is not None and record.provider != req.provider:
-            raise UsageError(
-                f"workstation {req.name!r} is a {record.provider} workstation",
-                hint=f"use `mlops-env up {record.provider} {req.name}`, or pick another name",
-                code="provider-mismatch",
-            )
-        fresh_record = record is None
-        if record is None:
+        if record is not None:
+            _check_provider(record, req)
+        else:
             record = Record(name=req.name, provider=req.provider, alias=sshconfig.alias_for(req.name))
         record.provider_data.update(req.provider_data)
-        provider = get_provider(req.provider, paths)
-        if req.dry_run:
-            return _dry_run(req, record, None if fresh_record else record, provider, paths)
-        return _up(req, record, provider, paths, store, events)
+        return _up(req, record, get_provider(req.provider, paths), paths, store, events)
+
+
+def _check_provider(record: Record, req: UpRequest) -> None:
+    if record.provider != req.provider:
+        raise UsageError(
+            f"workstation {req.name!r} is a {record.provider} workstation",
+            hint=f"use `mlops-env up {record.provider} {req.name}`, or pick another name",
+            code="provider-mismatch",
+        )
 
 
 def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Store,

@@ -15,9 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
+
+try:  # typer >= 0.24 vendors click (typer._click); older releases use the click package
+    from typer._click.exceptions import ClickException  # type: ignore[import-not-found]
+    from typer.exceptions import Abort  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click.exceptions import Abort, ClickException
 
 from mlops_env import __version__
 from mlops_env.errors import ExitCode, Interrupted, MlopsError
@@ -46,7 +51,7 @@ def hoist_globals(args: list[str]) -> list[str]:
 class _Group(TyperGroup):
     """Root group: hoists global flags and renders usage errors as JSON under ``--json``."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_globals(list(args)))
 
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
@@ -57,7 +62,7 @@ class _Group(TyperGroup):
         try:
             rv = super().main(args=argv, prog_name=prog_name or "mlops-env",
                               complete_var=complete_var, standalone_mode=False, **extra)
-        except click.ClickException as e:
+        except ClickException as e:
             if json_mode:
                 from mlops_env.output import UI, Outcome
 
@@ -71,7 +76,7 @@ class _Group(TyperGroup):
             if not standalone_mode:
                 return code
             sys.exit(code)
-        except click.Abort:
+        except Abort:
             sys.stderr.write("\naborted\n")
             if not standalone_mode:
                 return ExitCode.INTERRUPTED

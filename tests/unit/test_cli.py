@@ -1,0 +1,171 @@
+"""The CLI through Typer's CliRunner, in an isolated MLOPS_ENV_HOME and HOME: exit codes,
+one JSON document on stdout (also on failure), global flags anywhere, clear bad-input errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mlops_env import __version__
+from mlops_env.cli import app, hoist_globals
+
+
+@pytest.fixture()
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("MLOPS_ENV_HOME", str(tmp_path / "mlops"))
+    # No engine here: tests that touch Docker must not reach a real one by accident.
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None):  # type: ignore[no-untyped-def]
+        return runner.invoke(app, list(args), input=input)
+
+    run.home = home  # type: ignore[attr-defined]
+    run.root = tmp_path / "mlops"  # type: ignore[attr-defined]
+    return run
+
+
+def _envelope(out: str) -> dict:
+    doc = json.loads(out)  # exactly one document: json.loads fails on trailing data
+    assert set(doc) == {"status", "exit_code", "data", "errors"}
+    return doc
+
+
+def test_version(cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("--version")
+    assert r.exit_code == 0 and r.stdout.strip() == f"mlops-env {__version__}"
+
+
+def test_every_command_has_help(cli) -> None:  # type: ignore[no-untyped-def]
+    for cmd in (["up"], ["up", "docker"], ["up", "ssh"], ["list"], ["status"], ["ssh"], ["code"],
+                ["down"], ["stop"], ["start"], ["smoke-test"]):
+        r = cli(*cmd, "--help")
+        assert r.exit_code == 0, (cmd, r.output)
+        assert "Usage:" in r.stdout
+
+
+def test_hoist_globals_keeps_args_after_double_dash() -> None:
+    assert hoist_globals(["up", "docker", "x", "--json", "-vv"]) == ["--json", "-vv", "up", "docker", "x"]
+    assert hoist_globals(["ssh", "x", "--", "ls", "--json", "-v"]) == ["ssh", "x", "--", "ls", "--json", "-v"]
+
+
+@pytest.mark.parametrize("name", ["Bad_Name", "-x", "a" * 33, "x;rm -rf ~"])
+def test_invalid_name_json_anywhere(cli, name: str) -> None:  # type: ignore[no-untyped-def]
+    r = cli("up", "docker", "--", name) if name.startswith("-") else cli("up", "docker", name, "--json")
+    if name.startswith("-"):
+        assert r.exit_code == 2
+        return
+    assert r.exit_code == 2
+    doc = _envelope(r.stdout)
+    assert doc["status"] == "error" and doc["exit_code"] == 2
+    assert doc["errors"][0]["code"] == "invalid-name"
+    assert doc["errors"][0]["hint"]
+
+
+def test_unknown_workstation_exit_3(cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("--json", "status", "ghost")
+    assert r.exit_code == 3
+    doc = _envelope(r.stdout)
+    assert doc["errors"][0]["code"] == "unknown-workstation"
+    r = cli("status", "ghost")
+    assert r.exit_code == 3
+    assert "unknown workstation 'ghost'" in r.stderr and "Traceback" not in r.output
+
+
+def test_list_empty(cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("list", "--json")
+    assert r.exit_code == 0
+    assert _envelope(r.stdout)["data"] == {"workstations": []}
+
+
+def test_usage_errors_are_json_under_json(cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("--json", "up", "ssh", "box")  # --host missing
+    assert r.exit_code == 2
+    doc = _envelope(r.stdout)
+    assert doc["errors"][0]["code"] == "usage" and "--host" in doc["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("target", ["nohost", "u@", "u@host:0", "u@host:99999", "u@ho st", "@host", "u@h;rm"])
+def test_invalid_ssh_target(cli, target: str) -> None:  # type: ignore[no-untyped-def]
+    r = cli("--json", "up", "ssh", "box", "--host", target)
+    assert r.exit_code == 2, r.output
+    assert _envelope(r.stdout)["errors"][0]["code"] == "invalid-host"
+
+
+def test_missing_identity_file(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    r = cli("--json", "up", "ssh", "box", "--host", "me@127.0.0.1:2222", "--identity", str(tmp_path / "nokey"))
+    assert r.exit_code == 2
+    assert _envelope(r.stdout)["errors"][0]["code"] == "identity-missing"
+
+
+def test_no_docker_engine_is_a_clear_error(cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("up", "docker", "w1", "--json", "--accept-anaconda-tos")
+    assert r.exit_code == 4, r.output
+    doc = _envelope(r.stdout)
+    assert doc["errors"][0]["code"] == "no-docker-engine"
+    assert "docker" in doc["errors"][0]["hint"].lower()
+    # Nothing half-made that the next run cannot read: the record is there and loads.
+    r2 = cli("--json", "list")
+    assert r2.exit_code == 0
+    assert [w["name"] for w in _envelope(r2.stdout)["data"]["workstations"]] == ["w1"]
+
+
+def test_dry_run_changes_nothing(cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("up", "ssh", "box", "--host", "me@127.0.0.1:2222", "--dry-run", "--json",
+            "--python-dist", "miniforge")
+    assert r.exit_code == 0, r.output
+    data = _envelope(r.stdout)["data"]
+    assert data["dry_run"] is True
+    assert data["options"]["python_dist"] == {"value": "miniforge", "source": "flag"}
+    assert data["options"]["smoke_test"]["source"] == "default"
+    assert [s["id"] for s in data["steps"]] == ["base", "conda", "docker", "smoke", "ssh-config"]
+    assert all(s["would_change"] for s in data["steps"])
+    assert not (cli.root / "state").exists()
+    assert not (cli.root / "keys").exists()
+    assert not (cli.home / ".ssh").exists()
+
+
+def test_config_file_errors_name_file_and_line(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("python_dist: miniforge\ncolour: blue\n")
+    r = cli("--json", "up", "ssh", "box", "--host", "me@h", "--dry-run", "--config", str(cfg))
+    assert r.exit_code == 2
+    err = _envelope(r.stdout)["errors"][0]
+    assert err["code"] == "config-unknown-key" and f"{cfg}:2" in err["message"]
+
+
+def test_destructive_commands_refuse_without_terminal_or_yes(cli) -> None:  # type: ignore[no-untyped-def]
+    # Make a record by hand (a forgotten ssh box) and try to remove it without --yes.
+    from mlops_env.paths import get_paths
+    from mlops_env.state import Record, Store
+
+    Store(get_paths()).save(Record(name="b1", provider="ssh", alias="mlops-b1",
+                                   provider_data={"target": "me@127.0.0.1:2222"}))
+    r = cli("--json", "down", "b1")
+    assert r.exit_code == 2
+    assert _envelope(r.stdout)["errors"][0]["code"] == "confirmation-required"
+    assert (cli.root / "state" / "b1.json").exists()
+    r = cli("--json", "down", "b1", "--yes")
+    assert r.exit_code == 0, r.output
+    assert not (cli.root / "state" / "b1.json").exists()
+
+
+def test_unexpected_error_is_internal_without_traceback(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import mlops_env.state as state
+
+    def boom(self):  # type: ignore[no-untyped-def]
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(state.Store, "all", boom)
+    r = cli("list")
+    assert r.exit_code == 70
+    assert "unexpected error: RuntimeError: kaboom" in r.stderr
+    assert "Traceback" not in r.output
+    logs = list((cli.root / "logs").glob("*.log"))
+    assert logs and "Traceback" in logs[-1].read_text()
