@@ -8,9 +8,8 @@ import shlex
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import hosts
+import pytest
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +24,7 @@ def test_ssh_login_as_sudo_user_with_pinned_host_key(vm_host, ssh_keypair, tmp_p
     assert h.host_key.startswith("ssh-ed25519 ") and h.host_key_fingerprint.startswith("SHA256:")
     kh = hosts.write_known_hosts(tmp_path / "known_hosts", h)
     # ssh-keygen agrees with our fingerprint of the key read out of the container
-    lf = subprocess.run(["ssh-keygen", "-lf", str(kh)], capture_output=True, text=True, check=True).stdout
+    lf = subprocess.run(["ssh-keygen", "-lf", str(kh)], capture_output=True, text=True, check=True).stdout  # noqa: S603 - fixed program, test-controlled arguments
     assert h.host_key_fingerprint in lf and f"[127.0.0.1]:{h.port}" in lf
 
     r = _ssh(h, kh, "sudo -n true && id -un && sudo -n id -u", identity=ssh_keypair.private_key)
@@ -125,9 +124,9 @@ def test_standin_installer_refuses_without_batch_and_bad_variant_differs(
     standin_conda_installer, standin_conda_installer_bad
 ):
     path, sha = standin_conda_installer
-    r = subprocess.run(["bash", str(path), "-h"], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(["bash", str(path), "-h"], capture_output=True, text=True, timeout=30)  # noqa: S603 - fixed program, test-controlled arguments
     assert r.returncode == 2 and "-b" in r.stdout and "STAND-IN" in r.stdout
-    r = subprocess.run(["bash", str(path), "-p", "/nonexistent/x"], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(["bash", str(path), "-p", "/nonexistent/x"], capture_output=True, text=True, timeout=30)  # noqa: S603 - fixed program, test-controlled arguments
     assert r.returncode == 1 and "batch mode only" in r.stderr
     bad_path, bad_sha = standin_conda_installer_bad
     assert bad_sha != sha

@@ -329,7 +329,7 @@ def installed(p: Path) -> list[tuple[str, str]]:
         "import json, importlib.metadata as m\n"
         "print(json.dumps(sorted({(d.metadata['Name'] or '').lower(): d.version for d in m.distributions()}.items())))"
     )
-    res = subprocess.run([str(p / "bin" / "python"), "-I", "-c", code], capture_output=True, text=True, check=True)
+    res = subprocess.run([str(p / "bin" / "python"), "-I", "-c", code], capture_output=True, text=True, check=True)  # noqa: S603 - fixed program, test-controlled arguments
     return [(n, v) for n, v in json.loads(res.stdout) if n]
 
 
@@ -532,8 +532,8 @@ def pip_install(p: Path, reqs: list[str]) -> int:
     if not reqs:
         return 0
     env = dict(os.environ, PIP_CONFIG_FILE="/dev/null")
-    r = subprocess.run(
-        [str(p / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-index", "--disable-pip-version-check",
+    r = subprocess.run(  # noqa: S603 - fixed program, test-controlled arguments
+        [str(p / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-index", "--no-compile", "--disable-pip-version-check",
          "--no-warn-script-location", "--find-links", str(WHEELS), *reqs],
         env=env,
     )
@@ -582,7 +582,7 @@ def cmd_create_install(verb: str, args: list[str]) -> int:
                 return 1
             shutil.rmtree(p)
         p.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "venv", "--copies", str(p)], check=True)
+        subprocess.run([sys.executable, "-m", "venv", "--copies", str(p)], check=True)  # noqa: S603 - fixed program, test-controlled arguments
         (p / "conda-meta").mkdir(exist_ok=True)
         (p / "conda-meta" / "history").write_text(f"# cmd: conda create {' '.join(sys.argv[2:])}\n")
     rc = pip_install(p, reqs)
@@ -625,11 +625,19 @@ def cmd_config(args: list[str]) -> int:
     return unsupported(["config", *args])
 
 
+SUBCOMMANDS = (
+    "info", "init", "list", "env", "run", "tos", "remove", "uninstall", "config", "create", "install", "clean",
+)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         out(__doc__ or "")
         return 0 if argv else 2
     cmd, args = argv[0], argv[1:]
+    if cmd in SUBCOMMANDS and ("-h" in args or "--help" in args):
+        out(f"usage: conda {cmd} [-h] ...  (conda STAND-IN, mlops-env test double)")
+        return 0
     if cmd in ("--version", "-V", "version"):
         out(f"conda {CONDA_VERSION}")
         return 0

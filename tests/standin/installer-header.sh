@@ -106,8 +106,9 @@ if [ ! -x "$PREFIX/bin/python" ]; then
     python3 -m venv --copies "$PREFIX"
 fi
 echo "Installing base environment (STAND-IN: pip from the embedded wheelhouse: $PACKAGES) ..."
+# --no-compile: ~8 s faster here; .pyc files are written on first import instead.
 # shellcheck disable=SC2086  # PACKAGES is a fixed list of names
-PIP_CONFIG_FILE=/dev/null "$PREFIX/bin/python" -m pip install --quiet --no-index \
+PIP_CONFIG_FILE=/dev/null "$PREFIX/bin/python" -m pip install --quiet --no-index --no-compile \
     --disable-pip-version-check --no-warn-script-location \
     --find-links "$WORK/payload/wheels" $PACKAGES
 
