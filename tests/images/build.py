@@ -175,6 +175,18 @@ def image_recipe(client, name: str) -> str | None:  # type: ignore[no-untyped-de
     return (img.labels or {}).get(RECIPE_LABEL, "")
 
 
+def _cli_image_recipe(name: str) -> str | None:
+    """Like image_recipe() but through the docker CLI (no SDK needed); None when unknown."""
+    try:
+        r = subprocess.run(  # noqa: S603 - fixed program, test-controlled arguments
+            ["docker", "image", "inspect", "-f", f"{{{{index .Config.Labels \"{RECIPE_LABEL}\"}}}}", name],
+            capture_output=True, text=True, timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
 def rootfs_tarball(log: Log = _log, force: bool = False) -> Path:
     """debootstrap the base root filesystem once; cached as a tarball keyed by the recipe."""
     recipe = base_recipe()
@@ -329,12 +341,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refresh-rootfs", action="store_true", help="re-run debootstrap (implies --force)")
     ap.add_argument("--only", choices=("base", "vm"), help="build only this image (vm implies base)")
     ap.add_argument("--json", action="store_true", help="print the image names as JSON")
+    ap.add_argument(
+        "--rootfs-only",
+        action="store_true",
+        help="only debootstrap the cached rootfs tarball (stdlib only: no docker SDK, no engine needed)",
+    )
     args = ap.parse_args(argv)
     t0 = time.monotonic()
+    if args.rootfs_only:
+        if _cli_image_recipe(BASE_IMAGE) == base_recipe():
+            _log(f"{BASE_IMAGE} is up to date: rootfs not needed")
+            return 0
+        with cache_lock():
+            path = rootfs_tarball(force=args.refresh_rootfs)
+        _log(f"rootfs ready in {time.monotonic() - t0:.1f}s")
+        if args.json:
+            print(json.dumps({"rootfs": str(path)}))
+        return 0
     client = docker_client()
     if args.refresh_rootfs:
         ensure_base_image(client, force=True, refresh_rootfs=True)
-        args.force = True
+        args.force = False
+        ensure_vm_image(client, force=True)
     if args.only == "base":
         out = {"base": ensure_base_image(client, force=args.force)}
     elif args.only == "vm":
