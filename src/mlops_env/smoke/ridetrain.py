@@ -603,7 +603,7 @@ def _codes_and_labels(series: Any) -> tuple[Any, list[str]]:
 
     codes, uniques = pd.factorize(series, sort=False)
     codes = np.asarray(codes, dtype="int64")
-    labels = [_label_of(u) for u in list(uniques)]
+    labels = [_label_of(u) for u in np.asarray(uniques, dtype=object).tolist()]
     if (codes < 0).any():
         labels.append("nan")
         codes = np.where(codes < 0, len(labels) - 1, codes)
@@ -618,17 +618,18 @@ def _codes_and_labels(series: Any) -> tuple[Any, list[str]]:
 
 
 def _feature_codes(name: str, columns: dict[str, Any]) -> tuple[Any, list[str]]:
+    """Codes (0..k-1, per row) and their labels for categorical feature ``name``."""
     import numpy as np
+    import pandas as pd
 
     if name != PU_DO:
         return _codes_and_labels(columns[name])
     pu, pu_labels = _codes_and_labels(columns[ID_COLUMNS[0]])
     do, do_labels = _codes_and_labels(columns[ID_COLUMNS[1]])
-    key = pu * len(do_labels) + do
-    pairs, codes = np.unique(key, return_inverse=True)
     width = len(do_labels)
+    codes, pairs = pd.factorize(pu * width + do)  # hash-based: no sort of all rows
     labels = [f"{pu_labels[k // width]}_{do_labels[k % width]}" for k in pairs.tolist()]
-    return np.asarray(codes, dtype="int64").ravel(), labels
+    return np.asarray(codes, dtype="int64"), labels
 
 
 class Design:
@@ -655,6 +656,8 @@ class Encoder:
     @classmethod
     def fit_transform(cls, frame: Frame, features: list[str]) -> tuple[Encoder, Design]:
         """Learn the vocabularies from ``frame`` and encode it (codes computed once)."""
+        import numpy as np
+
         kinds = []
         vocab = {}
         local = {}
@@ -665,8 +668,12 @@ class Encoder:
                     raise _usage(f"feature {name} is a timestamp; only categorical and numeric "
                                  "features are supported")
                 kinds.append("cat")
-                local[name] = _feature_codes(name, frame.columns)
-                vocab[name] = sorted(local[name][1])
+                codes, labels = _feature_codes(name, frame.columns)
+                order = sorted(range(len(labels)), key=labels.__getitem__)
+                vocab[name] = [labels[i] for i in order]
+                rank = np.empty(len(labels), dtype="int64")
+                rank[order] = np.arange(len(labels))
+                local[name] = (codes, rank)
             else:
                 kinds.append("num")
         encoder = cls(features, kinds, vocab)
@@ -690,7 +697,7 @@ class Encoder:
         return names
 
     def transform(self, frame: Frame, label: str = "data",
-                  _codes: dict[str, tuple[Any, list[str]]] | None = None) -> Design:
+                  _codes: dict[str, tuple[Any, Any]] | None = None) -> Design:
         import numpy as np
         import scipy.sparse as sp
 
@@ -703,9 +710,12 @@ class Encoder:
         offset = 0
         for j, (name, kind) in enumerate(self.items()):
             if kind == "cat":
-                local, labels = (_codes or {}).get(name) or _feature_codes(name, frame.columns)
-                index = {lab: i for i, lab in enumerate(self.vocab[name])}
-                lookup = np.array([index.get(lab, -1) for lab in labels], dtype="int64")
+                if _codes and name in _codes:  # fit_transform: codes and their vocab ranks
+                    local, lookup = _codes[name]
+                else:
+                    local, labels = _feature_codes(name, frame.columns)
+                    index = {lab: i for i, lab in enumerate(self.vocab[name])}
+                    lookup = np.array([index.get(lab, -1) for lab in labels], dtype="int64")
                 codes = lookup[local] if n else local
                 cols[:, j] = np.where(codes >= 0, offset + codes, -1)
                 blocks.append((name, offset, len(self.vocab[name]), codes))
@@ -788,7 +798,9 @@ def fit_ols(design: Design, y: Any) -> tuple[Any, float, dict[str, Any]]:
         codes = np.zeros(n, dtype="int64")
         counts = np.array([float(n)])
         block = np.arange(0)
-    zcols = np.setdiff1d(np.arange(p), block)
+    outside = np.ones(p, dtype=bool)
+    outside[block] = False
+    zcols = np.flatnonzero(outside)
     Z = X[:, zcols].tocsc()
     D = sp.csr_matrix((np.ones(n), codes, np.arange(n + 1)), shape=(n, g))
     S = (D.T.dot(Z)).tocsr()  # g x q: per-category sums of Z
@@ -841,7 +853,7 @@ def fit_ols(design: Design, y: Any) -> tuple[Any, float, dict[str, Any]]:
     # Optimality check: the centred gradient X_c'r relative to ||X_c||_F ||r|| (0 = exact).
     resid = y - X.dot(coef) - intercept
     grad = X.T.dot(resid) - xmean * resid.sum()
-    fro = math.sqrt(max(float(X.multiply(X).sum()) - n * float(xmean.dot(xmean)), 0.0))
+    fro = math.sqrt(max(float(np.square(X.data).sum()) - n * float(xmean.dot(xmean)), 0.0))
     scale = fro * float(np.linalg.norm(resid))
     info = {
         "method": f"exact least squares: one-hot block absorbed, {len(zcols)}x{len(zcols)} dense "
