@@ -2,7 +2,7 @@
 # mlops-env step "conda": a conda distribution in the user's home, `conda init bash` done,
 # the base env able to import the course's libraries.
 #
-# usage: conda.sh check --prefix DIR --dist NAME [--tos 0|1]
+# usage: conda.sh check|verify --prefix DIR --dist NAME   (verify also imports the libraries)
 #        conda.sh apply --prefix DIR --dist NAME --url URL (--sha256 HEX | --sha256-url URL)
 #                       [--tos 0|1] [--packages "numpy pandas ..."]
 # Runs as the login user (never root). Exit: 0 done, 1 not done/failed, 4 terms of service
@@ -43,26 +43,36 @@ needs_tos() { [ "$DIST" = anaconda ] || [ "$DIST" = miniconda ]; }
 
 conda_ok() { [ -x "$CONDA" ] && "$CONDA" --version >/dev/null 2>&1; }
 init_ok() { [ -f "$HOME/.bashrc" ] && grep -q '^# >>> conda initialize >>>' "$HOME/.bashrc"; }
+# The course's libraries: installed (fast: find_spec, no import) or, with "import",
+# importable (slow: a cold `import sklearn` takes a second or more; used by verify).
 missing_modules() {
-  local m out=""
+  local how=${1:-spec} out=""
   [ -x "$PY" ] || { echo "$MODULES"; return; }
-  # One interpreter start in the common (all present) case; per-module only to name the gaps.
   # shellcheck disable=SC2086 # module list split on purpose
-  "$PY" -c "import $(echo $MODULES | tr ' ' ',')" >/dev/null 2>&1 && return 0
-  for m in $MODULES; do
-    "$PY" -c "import $m" >/dev/null 2>&1 || out="$out $m"
-  done
-  echo "${out# }"
+  out=$("$PY" - "$how" $MODULES <<'PYEOF' 2>/dev/null
+import importlib, importlib.util, sys
+bad = []
+for m in sys.argv[2:]:
+    try:
+        ok = importlib.import_module(m) if sys.argv[1] == "import" else importlib.util.find_spec(m)
+    except Exception:
+        ok = None
+    if not ok:
+        bad.append(m)
+print(" ".join(bad))
+PYEOF
+) || out="$MODULES"
+  echo "$out"
 }
 tos_ok() { ! needs_tos || [ -f "$TOS_MARK" ]; }
 
 do_check() {
-  local problems=()
+  local how=${1:-spec} problems=()
   if ! conda_ok; then
     say "conda not installed in $PREFIX"; exit 1
   fi
   init_ok || problems+=("conda init bash not done")
-  local miss; miss=$(missing_modules)
+  local miss; miss=$(missing_modules "$how")
   [ -z "$miss" ] || problems+=("base env cannot import: $miss")
   tos_ok || problems+=("Anaconda terms of service not accepted")
   if [ ${#problems[@]} -gt 0 ]; then
@@ -142,11 +152,12 @@ do_apply() {
     # shellcheck disable=SC2086 # the package list is split on purpose
     "$CONDA" install -y -n base $PACKAGES
   fi
-  do_check
+  do_check import
 }
 
 case "$mode" in
   check) do_check ;;
+  verify) do_check import ;;
   apply) do_apply ;;
   *) die "usage: conda.sh check|apply ..." "" 2 ;;
 esac

@@ -24,6 +24,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$TARGET_USER" ] || TARGET_USER=$(id -un)
 PROBE_IMAGE=mlops-env/probe:1
+COMPOSE=""
 VERIFIED="$HOME/.mlops-env/docker-verified"
 
 compose_version() {
@@ -45,7 +46,7 @@ in_group() { id -nG "$TARGET_USER" 2>/dev/null | tr ' ' '\n' | grep -qx docker; 
 # Prints one line per problem (nothing when docker is usable by the user in this session).
 problems() {
   if ! command -v docker >/dev/null 2>&1; then echo "docker is not installed"; return; fi
-  compose_version >/dev/null || echo "docker compose is not installed"
+  [ -n "$COMPOSE" ] || echo "docker compose is not installed"
   daemon_active || echo "the docker daemon is not running"
   if ! in_group; then
     echo "$TARGET_USER is not in the docker group"
@@ -55,10 +56,11 @@ problems() {
 }
 
 summary() {
-  say "docker $(docker version --format '{{.Server.Version}}' 2>/dev/null), compose $(compose_version | head -n1)"
+  say "docker $(docker version --format '{{.Server.Version}}' 2>/dev/null), compose $COMPOSE"
 }
 
 do_check() {
+  COMPOSE=$(compose_version | head -n1 || true)
   local p; p=$(problems)
   # Proven once by `verify` (a container run as the user, no sudo, in a fresh login).
   if [ -z "$p" ] && [ ! -f "$VERIFIED" ]; then p="no container has been run as $TARGET_USER yet"; fi
@@ -84,6 +86,7 @@ probe_image() {
 }
 
 do_verify() {
+  COMPOSE=$(compose_version | head -n1 || true)
   local p; p=$(problems)
   [ -z "$p" ] || die "$(echo "$p" | paste -sd ';' -)" "run \`mlops-env up\` again, or see \`mlops-env doctor\`"
   local out
@@ -125,7 +128,10 @@ do_apply() {
         debian) pkgs+=(docker-compose) ;;
         *) die "unsupported OS for Docker: $id" "use Ubuntu 22.04/24.04 or Debian 12" 3 ;;
       esac
-      apt-get "${apt_opts[@]}" update
+      # The base step has usually just refreshed the lists: skip a second update then.
+      if ! find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -60 2>/dev/null | grep -q .; then
+        apt-get "${apt_opts[@]}" update
+      fi
       say "installing ${pkgs[*]}"
       if ! apt-get "${apt_opts[@]}" install -y "${pkgs[@]}"; then
         [ "$id" = ubuntu ] || exit 1

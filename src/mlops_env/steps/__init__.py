@@ -200,15 +200,20 @@ class Step(ABC):
     def apply(self, ctx: StepContext) -> None:
         """Make the check pass. Idempotent; raises ``MlopsError`` on failure."""
 
+    def verify_call(self, ctx: StepContext) -> ScriptCall | None:
+        """The check run after ``apply`` (default: the check itself). May be deeper."""
+        return self.check_call(ctx)
+
     def verify(self, ctx: StepContext) -> CheckResult:
-        if self.verify_fresh_session:
-            fresh = ctx.transport.fresh()
-            try:
-                return self.check(ctx, transport=fresh)
-            finally:
-                if fresh is not ctx.transport:
-                    fresh.close()
-        return self.check(ctx)
+        call = self.verify_call(ctx)
+        if call is None:
+            return self.check_local(ctx)
+        transport = ctx.transport.fresh() if self.verify_fresh_session else ctx.transport
+        try:
+            return self.interpret(ctx, ctx.run_call(self.id, call, transport=transport))
+        finally:
+            if transport is not ctx.transport:
+                transport.close()
 
     def describe_apply(self, ctx: StepContext) -> str:
         """One line for ``--dry-run``: what ``apply`` would do."""

@@ -14,7 +14,7 @@ from typing import Any
 from mlops_env.errors import PrereqError, StepFailed
 from mlops_env.installers import Installer
 from mlops_env.installers import resolve as resolve_installer
-from mlops_env.steps import CheckResult, ScriptCall, Step, StepContext, raise_for_script
+from mlops_env.steps import ScriptCall, Step, StepContext, raise_for_script
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,11 @@ class CondaStep(Step):
         return ScriptCall("conda.sh", ("check", "--prefix", self.prefix(ctx),
                                        "--dist", ctx.options["python_dist"]))
 
+    def verify_call(self, ctx: StepContext) -> ScriptCall:
+        # After an install, really import the libraries (the check only looks them up).
+        return ScriptCall("conda.sh", ("verify", "--prefix", self.prefix(ctx),
+                                       "--dist", ctx.options["python_dist"]))
+
     def needs_terms(self, ctx: StepContext) -> bool:
         return self.installer(ctx).terms_of_service
 
@@ -104,15 +109,10 @@ class DockerStep(Step):
                                         "--source", ctx.options["docker_source"]), sudo=True)
         raise_for_script(self.id, ctx.run_call(self.id, call))
 
-    def verify(self, ctx: StepContext) -> CheckResult:
-        # A fresh login, so that the new docker group membership applies, and a real container.
-        fresh = ctx.transport.fresh()
-        try:
-            call = ScriptCall("docker.sh", ("verify",))
-            return self.interpret(ctx, ctx.run_call(self.id, call, transport=fresh))
-        finally:
-            if fresh is not ctx.transport:
-                fresh.close()
+    def verify_call(self, ctx: StepContext) -> ScriptCall:
+        # Runs in a fresh login (verify_fresh_session), so that the new docker group membership
+        # applies, and runs a real container as the user.
+        return ScriptCall("docker.sh", ("verify",))
 
     def describe_apply(self, ctx: StepContext) -> str:
         src = ctx.options["docker_source"]
