@@ -248,7 +248,7 @@ def image_with_files(
 
     paths = [Path(f) for f in files]
     base_id = client.images.get(base).id
-    h = _hl.sha256(base_id.encode())
+    h = _hl.sha256(b"mirror-v2\0" + base_id.encode())
     for p in paths:
         h.update(p.name.encode())
         with open(p, "rb") as fh:
@@ -277,7 +277,9 @@ def image_with_files(
     buf.seek(0)
     for chunk in client.api.build(
         fileobj=buf, custom_context=True, tag=tag, rm=True, forcerm=True, pull=False, decode=True,
-        labels={RECIPE_LABEL: recipe, TEST_LABEL: "1"},
+        # NOT the container label TEST_LABEL=1: containers inherit image labels, and the
+        # product's own containers made from this image must not look like ours to cleanup.
+        labels={RECIPE_LABEL: recipe, f"{TEST_LABEL}.image": "mirror"},
     ):
         if "error" in chunk:
             raise RuntimeError(f"building {tag} failed: {chunk['error']}")
@@ -292,23 +294,36 @@ def image_with_files(
 
 
 def remove_test_containers(client: Any, *, only_pid: int | None = None, older_than_s: float | None = None) -> list[str]:
-    """Remove containers labelled ``mlops-env-test=1`` (with their anonymous volumes).
+    """Remove containers that :func:`start_vm` started (labels ``mlops-env-test=1`` AND
+    ``mlops-env-test.pid``), with their anonymous volumes.
 
-    ``only_pid``: only those started by that test process; ``older_than_s``: only older ones.
-    Other engineers may be running tests on the same engine: prefer a filter.
+    ``only_pid``: only those started by that test process; ``older_than_s``: only those created
+    longer ago than that (Docker's own creation time). Other engineers may be running tests on
+    the same engine: prefer a filter. Containers made by the product (``mlops-env up docker``)
+    are never touched here, even when their image carries mlops-env-test labels.
     """
+    from datetime import datetime
+
     removed = []
     now = time.time()
-    for c in client.containers.list(all=True, filters={"label": f"{TEST_LABEL}=1"}):
+    for c in client.containers.list(all=True, filters={"label": [f"{TEST_LABEL}=1", f"{TEST_LABEL}.pid"]}):
         labels = c.labels or {}
+        if labels.get(f"{TEST_LABEL}.role") != "vm":
+            continue
         if only_pid is not None and labels.get(f"{TEST_LABEL}.pid") != str(only_pid):
             continue
-        if older_than_s is not None and now - float(labels.get(f"{TEST_LABEL}.created", "0")) < older_than_s:
-            continue
+        if older_than_s is not None:
+            created = c.attrs.get("Created", "")
+            try:
+                ts = datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00").timestamp()
+            except ValueError:
+                continue  # unknown age: keep it
+            if now - ts < older_than_s:
+                continue
         try:
             c.remove(force=True, v=True)
             removed.append(c.name)
-        except Exception:  # noqa: BLE001,S110 - already gone
+        except Exception:  # noqa: S110 - already gone
             pass
     return removed
 
