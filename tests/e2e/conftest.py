@@ -1,0 +1,112 @@
+"""End-to-end helpers: run the INSTALLED ``mlops-env`` (the console script next to this
+Python) as a separate process in an isolated HOME and MLOPS_ENV_HOME, against real hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# The user's own ~/.ssh/config before mlops-env touches it: comments, a Match block, a
+# `Host *`, CRLF line endings and no final newline. `down` must leave these bytes identical.
+USER_SSH_CONFIG = (
+    b"# my own settings\r\n"
+    b"Host work-server\r\n"
+    b"    HostName 10.0.0.7\r\n"
+    b"    User me\r\n"
+    b"\r\n"
+    b"Match host nothing-matches-this\r\n"
+    b"    ForwardAgent no\r\n"
+    b"Host *\r\n"
+    b"    ServerAliveInterval 60"
+)
+
+
+def mlops_env_bin() -> str:
+    exe = Path(sys.executable).parent / "mlops-env"
+    if not exe.exists():
+        pytest.fail(f"the mlops-env console script is not installed next to {sys.executable}: pip install -e .")
+    return str(exe)
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.stdout)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.json["data"]
+
+    @property
+    def error(self) -> dict[str, Any]:
+        return self.json["errors"][0]
+
+
+@dataclass
+class Env:
+    """One isolated user: HOME and MLOPS_ENV_HOME below tmp."""
+
+    home: Path
+    root: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        e = dict(os.environ)
+        e.update(HOME=str(self.home), MLOPS_ENV_HOME=str(self.root), NO_COLOR="1", COLUMNS="200")
+        e.pop("SSH_AUTH_SOCK", None)  # no agent: only the keys we name
+        return e
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.home / ".ssh" / "config"
+
+    def mlops(self, *args: str, timeout: float = 900, input: str | None = None) -> Run:
+        p = subprocess.run(  # noqa: S603 - our own CLI, test-controlled args
+            [mlops_env_bin(), *args], env=self.env, capture_output=True, text=True,
+            timeout=timeout, input=input if input is not None else "", check=False)
+        return Run(p.returncode, p.stdout, p.stderr)
+
+    def ssh(self, alias: str, *command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """The system OpenSSH client, with ONLY the config mlops-env wrote (-F: OpenSSH reads
+        the home directory from passwd, not $HOME) and no agent or password fallback."""
+        return subprocess.run(  # noqa: S603
+            ["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", alias, *command],
+            env=self.env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture()
+def user_env(tmp_path: Path) -> Env:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    cfg = home / ".ssh" / "config"
+    cfg.write_bytes(USER_SSH_CONFIG)
+    cfg.chmod(0o600)
+    return Env(home=home, root=tmp_path / "mlops")
+
+
+@pytest.fixture(scope="module")
+def module_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    base = tmp_path_factory.mktemp("user")
+    home = base / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    cfg = home / ".ssh" / "config"
+    cfg.write_bytes(USER_SSH_CONFIG)
+    cfg.chmod(0o600)
+    yield Env(home=home, root=base / "mlops")
+
+
+def step_status(run: Run) -> dict[str, str]:
+    return {s["id"]: s["status"] for s in run.data["steps"]}

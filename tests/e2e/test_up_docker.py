@@ -1,0 +1,136 @@
+"""`mlops-env up docker` end to end: the installed CLI makes a real container workstation on
+the local Docker engine and bootstraps it for real (apt, Docker inside, conda, smoke test).
+
+The Anaconda installer cannot be downloaded here (no repo.anaconda.com): these tests use the
+STAND-IN installer from tests/standin (a real `bash INSTALLER -b -p PREFIX` script with an
+embedded payload), baked into the base image and passed as a file:// mirror with its real
+sha256 — the product's download, checksum and install-flag code path is the real one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import USER_SSH_CONFIG, Env, step_status
+
+NAME = f"e2e-d{os.getpid() % 100000}"
+ALIAS = f"mlops-{NAME}"
+
+
+def _up_args(mirror: Any, *extra: str) -> list[str]:
+    return ["--json", "up", "docker", NAME, "--image", mirror.image,
+            "--conda-installer", mirror.url, "--conda-sha256", mirror.sha256,
+            "--accept-anaconda-tos", "--smoke-test", "sample", *extra]
+
+
+@pytest.fixture(scope="module")
+def workstation(module_env: Env, docker_engine: Any, base_image_with_standin: Any) -> Iterator[tuple[Env, Any, Any]]:
+    first = module_env.mlops(*_up_args(base_image_with_standin))
+    try:
+        yield module_env, first, base_image_with_standin
+    finally:
+        module_env.mlops("down", NAME, "--yes")
+        for c in docker_engine.containers.list(all=True, filters={"label": f"mlops-env.name={NAME}"}):
+            c.remove(force=True, v=True)
+
+
+def test_first_up_makes_a_ready_workstation(workstation: tuple[Env, Any, Any]) -> None:
+    env, first, _ = workstation
+    assert first.code == 0, first.stdout + first.stderr
+    d = first.data
+    assert (d["name"], d["provider"], d["alias"], d["host"], d["user"]) == (NAME, "docker", ALIAS, "127.0.0.1", "mlops")
+    assert isinstance(d["port"], int) and d["port"] > 0
+    st = step_status(first)
+    assert st == {"provision": "changed", "base": "changed", "conda": "changed", "docker": "changed",
+                  "smoke": "changed", "ssh-config": "changed"}
+    assert all(isinstance(s["seconds"], float) for s in d["steps"])
+    assert d["smoke"]["synthetic"] is True and 0 < d["smoke"]["rmse_train"] < 60 and 0 < d["smoke"]["rmse_val"] < 60
+
+
+def test_system_ssh_reaches_the_box_by_alias_with_only_the_written_config(workstation: tuple[Env, Any, Any]) -> None:
+    env, _, _ = workstation
+    r = env.ssh(ALIAS, "id", "-un")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "mlops"
+    # Host-key checking is strict and pinned to the tool's file, not disabled.
+    g = subprocess.run(["ssh", "-G", "-F", str(env.ssh_config), ALIAS], capture_output=True, text=True, check=True)
+    opts = dict(line.split(" ", 1) for line in g.stdout.splitlines() if " " in line)
+    assert opts["stricthostkeychecking"] in ("true", "yes")
+    assert opts["userknownhostsfile"] == str(env.root / "ssh" / "known_hosts")
+    assert opts["hostkeyalias"] == f"mlops-env-{NAME}"
+
+
+def test_user_runs_docker_without_sudo(workstation: tuple[Env, Any, Any]) -> None:
+    env, _, _ = workstation
+    r = env.ssh(ALIAS, "docker", "run", "--rm", "--network", "none", "mlops-env/probe:1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
+    r = env.ssh(ALIAS, "sudo -n true; id -nG")
+    assert "docker" in r.stdout.split()
+
+
+def test_conda_from_the_installed_distribution_runs(workstation: tuple[Env, Any, Any]) -> None:
+    env, _, _ = workstation
+    r = env.ssh(ALIAS, "bash", "-ic", "'conda --version && which python && python -c \"import pandas, sklearn, pyarrow\"'")
+    assert r.returncode == 0, r.stderr
+    assert "conda " in r.stdout and "/home/mlops/anaconda3/bin/python" in r.stdout
+
+
+def test_second_up_changes_nothing_over_one_connection(workstation: tuple[Env, Any, Any]) -> None:
+    env, _, mirror = workstation
+    again = env.mlops(*_up_args(mirror))
+    assert again.code == 0, again.stdout + again.stderr
+    assert set(step_status(again).values()) == {"unchanged"}
+    assert again.data["ssh_connections"] == 1
+    assert again.data["ssh_round_trips"] == 1  # facts + every check in one batch
+
+
+def test_smoke_test_on_the_workstation_brings_the_report_back(workstation: tuple[Env, Any, Any]) -> None:
+    env, _, _ = workstation
+    r = env.mlops("--json", "smoke-test", NAME, "--sample", "--features", "PULocationID,DOLocationID,trip_distance")
+    assert r.code == 0, r.stdout + r.stderr
+    d = r.data
+    assert d["synthetic"] is True and d["features"] == ["PULocationID", "DOLocationID", "trip_distance"]
+    assert d["host"] == NAME  # trained there, not here
+    report = env.root / "reports" / NAME / "smoke-report.json"
+    assert report.is_file() and d["report"] == str(report)
+
+
+def test_list_and_status(workstation: tuple[Env, Any, Any]) -> None:
+    env, _, _ = workstation
+    ls = env.mlops("--json", "list")
+    assert ls.code == 0
+    (w,) = [w for w in ls.data["workstations"] if w["name"] == NAME]
+    assert (w["provider"], w["state"], w["phase"]) == ("docker", "running", "ready")
+    st = env.mlops("--json", "status", NAME)
+    assert st.code == 0 and st.data["host_key"].startswith("SHA256:")
+
+
+def test_zz_changed_host_key_is_refused(workstation: tuple[Env, Any, Any], docker_engine: Any) -> None:
+    env, _, mirror = workstation
+    c = docker_engine.containers.get(f"mlops-env-{NAME}")
+    rc, out = c.exec_run(["sh", "-c", "rm -f /etc/ssh/ssh_host_* && ssh-keygen -A >/dev/null && systemctl restart ssh"])
+    assert rc == 0, out
+    r = env.mlops(*_up_args(mirror))
+    assert r.code == 6, r.stdout + r.stderr
+    assert r.error["code"] == "host-key-changed" and "expected SHA256:" in r.error["message"]
+    s = env.ssh(ALIAS, "true")
+    assert s.returncode == 255 and "host key" in s.stderr.lower()
+
+
+def test_zzz_down_removes_everything_and_restores_the_users_ssh_config(
+        workstation: tuple[Env, Any, Any], docker_engine: Any) -> None:
+    env, _, _ = workstation
+    r = env.mlops("--json", "down", NAME, "--yes")
+    assert r.code == 0, r.stdout + r.stderr
+    assert docker_engine.containers.list(all=True, filters={"label": f"mlops-env.name={NAME}"}) == []
+    assert [v for v in docker_engine.volumes.list() if v.name == f"mlops-env-{NAME}-docker"] == []
+    assert env.ssh_config.read_bytes() == USER_SSH_CONFIG
+    assert ALIAS not in (env.root / "ssh" / "config").read_text()
+    assert env.mlops("--json", "status", NAME).code == 3
+    again = env.mlops("--json", "down", NAME, "--yes")
+    assert again.code == 3  # nothing left to remove: says so
