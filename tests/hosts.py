@@ -653,4 +653,5 @@ if __name__ == "__main__":
         cl, why = docker_client_or_none()
         if cl is None:
             sys.exit(why)
-        print("\n".join(remove_test_containers(cl, older_than_s=a.older_than)) or "nothing to remove")
+        for n in remove_test_containers(cl, older_than_s=a.older_than):
+            print(n)

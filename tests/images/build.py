@@ -280,7 +280,8 @@ def ensure_base_image(
 
 def ensure_vm_image(client=None, *, force: bool = False, log: Log = _log) -> str:  # type: ignore[no-untyped-def]
     client = client or docker_client()
-    ensure_base_image(client, force=False, log=log)
+    if image_recipe(client, BASE_IMAGE) != base_recipe():
+        ensure_base_image(client, force=False, log=log)
     recipe = vm_recipe()
     if not force and image_recipe(client, VM_IMAGE) == recipe:
         log(f"{VM_IMAGE} up to date (recipe {recipe})")
