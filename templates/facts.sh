@@ -25,6 +25,12 @@ echo "hostname=$(hostname 2>/dev/null || cat /etc/hostname)"
 echo "nproc=$(nproc 2>/dev/null || echo 0)"
 echo "mem_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo 2>/dev/null || echo 0)"
 echo "disk_free_kb=$(df -Pk "$HOME" 2>/dev/null | awk 'NR==2 {print $4}')"
+tools=""
+for t in curl wget bzip2 git sudo python3 docker conda; do
+  command -v "$t" >/dev/null 2>&1 && tools="$tools $t"
+done
+echo "tools=${tools# }"
+if [ -s /etc/ssl/certs/ca-certificates.crt ]; then echo "ca_certs=1"; else echo "ca_certs=0"; fi
 if [ -d /run/systemd/system ]; then echo "systemd=1"; else echo "systemd=0"; fi
 if [ "$(id -u)" = 0 ]; then
   echo "sudo=root"

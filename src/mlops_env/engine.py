@@ -203,7 +203,7 @@ def apply(ctx: StepContext, plan: Plan, *, jobs: int = 4, on_event: EventFn | No
                     pending.remove(sid)
                     progressed = True
                     continue
-                needs = steps[sid].needs
+                needs = steps[sid].dependencies(plan.facts)
                 if any(n in reports and reports[n].status in (FAILED, SKIPPED) for n in needs):
                     bad = next(n for n in needs if reports.get(n) and reports[n].status in (FAILED, SKIPPED))
                     reports[sid] = StepReport(sid, steps[sid].title, SKIPPED, 0.0, f"skipped: {bad} did not succeed")

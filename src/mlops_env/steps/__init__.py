@@ -80,6 +80,10 @@ class Facts:
         """``root``, ``ok``, ``password`` (sudo asks for one) or ``missing``."""
         return self.get("sudo")
 
+    def has(self, tool: str) -> bool:
+        """Whether a command (from facts.sh's ``tools`` list) exists on the box."""
+        return tool in self.get("tools").split()
+
     @property
     def os_label(self) -> str:
         return self.get("os_pretty") or f"{self.get('os_id')} {self.get('os_version')}".strip()
@@ -183,6 +187,12 @@ class Step(ABC):
     def check_call(self, ctx: StepContext) -> ScriptCall | None:
         """The remote check to batch; ``None`` for local steps (see ``check_local``)."""
         return None
+
+    def dependencies(self, facts: Facts) -> tuple[str, ...]:
+        """The steps that must succeed before this one's apply, given the box's facts.
+        Default ``needs``; a step may drop a need the box already satisfies, so that
+        independent work starts at once."""
+        return self.needs
 
     def check_local(self, ctx: StepContext) -> CheckResult:
         raise NotImplementedError

@@ -14,7 +14,7 @@ from typing import Any
 from mlops_env.errors import PrereqError, StepFailed
 from mlops_env.installers import Installer
 from mlops_env.installers import resolve as resolve_installer
-from mlops_env.steps import ScriptCall, Step, StepContext, raise_for_script
+from mlops_env.steps import Facts, ScriptCall, Step, StepContext, raise_for_script
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,13 @@ class CondaStep(Step):
     id = "conda"
     title = "conda"
     needs = ("base",)
+
+    def dependencies(self, facts: Facts) -> tuple[str, ...]:
+        # The download and install need only curl, bzip2 and CA certificates: when the box
+        # has them, start at once, alongside the apt work of the base and docker steps.
+        if all(facts.has(t) for t in ("curl", "bzip2")) and facts.get("ca_certs") == "1":
+            return ()
+        return self.needs
 
     def installer(self, ctx: StepContext) -> Installer:
         o = ctx.options

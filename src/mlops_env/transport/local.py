@@ -51,11 +51,12 @@ class LocalTransport(Transport):
         t_out.start()
         t_err.start()
         if stdin is not None and proc.stdin:
+            # The command may exit without reading its input (sudo refusing, say).
             try:
                 proc.stdin.write(stdin)
+                proc.stdin.close()
             except BrokenPipeError:
                 pass
-            proc.stdin.close()
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
