@@ -86,11 +86,16 @@ def test_cli_errors_are_enveloped(home, args, exit_code, err_code):
     assert doc["errors"][0]["message"] and doc["errors"][0]["hint"]
 
 
-def test_cli_corrupt_file_is_exit_8(home, tmp_path):
+def test_cli_corrupt_file_is_exit_8_and_replaces_the_old_report(home, tmp_path):
+    assert invoke("--json", "smoke-test", "--sample")[0] == 0
+    report = home / "reports" / "local" / "smoke-report.json"
+    assert json.loads(report.read_text())["status"] == "ok"
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"PAR1" + b"x" * 100)
     code, doc = invoke("--json", "smoke-test", "--train", str(bad))
     assert code == 8 and doc["errors"][0]["code"] == "integrity"
+    saved = json.loads(report.read_text())
+    assert saved["status"] == "error" and saved["errors"][0]["code"] == "integrity"
 
 
 def test_cli_human_output(home):

@@ -57,4 +57,6 @@ def run_local(*, train: str | None, val: str | None, features: str | None, sampl
         return ridetrain.run(train=train, val=val, features=features, sample=sample,
                              report_dir=str(report_dir), cache_dir=str(cache_dir), log=ui.info)
     except ridetrain.SmokeError as e:
+        if e.exit_code != ExitCode.USAGE:
+            ridetrain.write_failure_report(str(report_dir), e)
         raise as_mlops_error(e) from e

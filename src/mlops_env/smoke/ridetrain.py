@@ -139,10 +139,6 @@ def default_report_dir() -> str:
     return os.path.join(base, "mlops-env", "reports", "local")
 
 
-def is_url(src: str) -> bool:
-    return urllib.parse.urlsplit(src).scheme.lower() in ("http", "https", "file")
-
-
 def cache_name(url: str) -> str:
     """File name in the cache for ``url``: its base name plus a short hash of the whole URL."""
     base = os.path.basename(urllib.parse.urlsplit(url).path) or "download"
@@ -235,7 +231,8 @@ def _download_once(url: str, part: str, log: Log, timeout: float) -> None:
                 total = int(total_s) if total_s != "*" else None
             except (IndexError, ValueError):
                 start = -1
-            if start != have:
+            if start != have:  # start over rather than splice at the wrong place
+                os.remove(part)
                 raise _Transient(f"server resumed at the wrong offset ({crange!r})")
             mode = "ab"
             log(f"resuming {url} at {have} bytes")
@@ -1105,6 +1102,16 @@ def write_report(path: str, doc: dict[str, Any]) -> None:
     _atomic_write(path, (json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
+def write_failure_report(report_dir: str | None, error: SmokeError) -> None:
+    """Best effort: a failed run must not leave an older successful report behind."""
+    try:
+        target = os.path.abspath(os.path.expanduser(report_dir or default_report_dir()))
+        if os.path.isdir(target):
+            write_report(os.path.join(target, REPORT_NAME), envelope(None, error))
+    except OSError:
+        pass
+
+
 def summary(data: dict[str, Any]) -> str:
     s = data["seconds"]
     return "\n".join([
@@ -1176,12 +1183,7 @@ def main(argv: list[str] | None = None) -> int:
                            "this is a bug in mlops-env's smoke test; the traceback is on stderr",
                            EXIT_INTERNAL)
     if error is not None and error.exit_code != EXIT_USAGE:
-        try:  # best effort: a failed run must not leave an older successful report behind
-            target = os.path.abspath(os.path.expanduser(report_dir or default_report_dir()))
-            if os.path.isdir(target):
-                write_report(os.path.join(target, REPORT_NAME), envelope(None, error))
-        except OSError:
-            pass
+        write_failure_report(report_dir, error)
     if json_mode:
         doc = envelope(data, error)
         sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
