@@ -685,7 +685,7 @@ class Encoder:
         return sum(len(self.vocab[f]) if k == "cat" else 1 for f, k in self.items())
 
     def feature_names(self) -> list[str]:
-        names = []
+        names: list[str] = []
         for f, k in self.items():
             if k == "cat":
                 names.extend(f"{f}={v}" for v in self.vocab[f])
@@ -932,7 +932,7 @@ def save_model(path: str, encoder: Encoder, coef: Any, intercept: float,
 
     import numpy as np
 
-    arrays = {
+    arrays: dict[str, Any] = {
         "features": np.array(encoder.features, dtype=str),
         "kinds": np.array(encoder.kinds, dtype=str),
         "coef": np.asarray(coef, dtype="float64"),
