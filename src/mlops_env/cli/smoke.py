@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from mlops_env.cli import app, run_command, state
-from mlops_env.errors import StepFailed, UsageError
+from mlops_env.errors import UsageError
 
 DEFAULT_FEATURES = "PU_DO,trip_distance"
 
@@ -47,17 +47,13 @@ def smoke_test(
         args = ridetrain_args(train=train, val=val, features=features, sample=sample)
         if name:
             if report_dir is not None:
+                from mlops_env.paths import get_paths
+
                 raise UsageError(
                     "--report-dir applies to local runs only",
-                    hint="a workstation's report is brought back to the tool's reports folder")
-            try:
-                from mlops_env.smoke.remote import run_on_workstation
-            except ModuleNotFoundError as e:  # the remote half lands with the pipeline issue
-                if e.name != "mlops_env.smoke.remote":
-                    raise
-                raise StepFailed(f"running the smoke test on {name!r} is not available yet",
-                                 hint="run it here (no NAME), or on the box: "
-                                 "python ridetrain.py --sample", code="remote-unavailable") from e
+                    hint=f"a workstation's report is brought back to {get_paths().reports_dir / name}")
+            from mlops_env.smoke.remote import run_on_workstation
+
             data = run_on_workstation(name=name, args=args, ui=ui)
         else:
             from mlops_env.paths import get_paths
