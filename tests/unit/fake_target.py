@@ -854,6 +854,10 @@ class FakeBox:
         else:
             p.unlink(missing_ok=True)
 
+    def fast_sleep(self) -> None:
+        """``sleep`` returns at once (for scripts that poll: docker.sh waits up to 60 s)."""
+        self._write(self.bin / "sleep", "#!/bin/sh\nexit 0\n", {})
+
     def apt_unavailable(self, *pkgs: str) -> None:
         with (self.state / "apt-unavailable").open("a") as f:
             f.writelines(p + "\n" for p in pkgs)

@@ -342,6 +342,16 @@ class TestDocker:
         assert [c.args for c in box.calls("usermod")] == [("-aG", "docker", "tester")]
         assert "docker daemon started" in box.changes()
 
+    def test_a_daemon_that_does_not_start_is_reported(self, make_box) -> None:
+        box = ns_or_plain(make_box)
+        box.set("dockerd-fails")
+        box.fast_sleep()  # apply polls `docker info` for up to 60 s
+        res = docker_apply(box)
+        assert res.exit_code == 1, explain(res)
+        assert error(res) == "the docker daemon did not start"
+        assert "journalctl -u docker" in (hint(res) or "")
+        assert box.calls("usermod") == []
+
     def test_ubuntu_without_compose_v2_falls_back_to_compose_v1(self, make_box) -> None:
         box = ns_or_plain(make_box, os_release="ubuntu-22.04")
         box.apt_unavailable("docker-compose-v2")
@@ -525,6 +535,15 @@ class TestConda:
         mark_file.unlink()
         res = conda(box, "check", prefix="~/anaconda3", dist="anaconda")
         assert (res.exit_code, summary(res)) == (1, "Anaconda terms of service not accepted")
+
+    def test_accepted_terms_with_a_conda_without_the_tos_command(self, box) -> None:
+        standin = box.standin_installer("Miniconda3-STANDIN-Linux-x86_64.sh")
+        (box.home / "miniconda3").mkdir()
+        (box.home / "miniconda3" / ".standin-no-tos").touch()  # an older conda: no `conda tos`
+        res = conda_apply(box, standin, dist="miniconda", tos="1", prefix="~/miniconda3")
+        assert res.exit_code == 0, explain(res)
+        assert not any(c.args[:2] == ("tos", "accept") for c in box.calls("conda"))
+        assert (box.home / "miniconda3" / ".mlops-env-tos-accepted").is_file()
 
     def test_miniforge_needs_no_terms(self, box) -> None:
         standin = box.standin_installer()
