@@ -185,6 +185,9 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
     t_total = time.monotonic()
     opts = req.options
     record.options = {k: v for k, v in opts.values.items()}
+    # Refuse before making anything when ~/.ssh/config cannot be updated (unreadable,
+    # not UTF-8...): the last step would fail after minutes of work otherwise.
+    sshconfig.check_include(paths)
     key = ensure_keypair(paths)
     store.save(record)  # known from now on: `list` shows it, `down` can clean it up
 

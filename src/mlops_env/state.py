@@ -149,7 +149,7 @@ class Store:
             return False
 
     def all(self) -> list[Record]:
-        out = []
+        out: list[Record] = []
         if not self.dir.is_dir():
             return out
         for p in sorted(self.dir.glob("*.json")):

@@ -134,3 +134,44 @@ def test_zzz_down_removes_everything_and_restores_the_users_ssh_config(
     assert env.mlops("--json", "status", NAME).code == 3
     again = env.mlops("--json", "down", NAME, "--yes")
     assert again.code == 3  # nothing left to remove: says so
+
+
+def test_image_not_found_is_a_clear_error(user_env: Env, docker_engine: Any) -> None:
+    r = user_env.mlops("--json", "up", "docker", "noimg", "--image", "mlops-env-test/no-such-image:1",
+                       "--python-dist", "miniforge", timeout=180)
+    assert r.code == 3, r.stdout + r.stderr
+    assert r.error["code"] == "image-not-found" and "mlops-env-test/no-such-image:1" in r.error["message"]
+    assert docker_engine.containers.list(all=True, filters={"label": "mlops-env.name=noimg"}) == []
+    user_env.mlops("down", "noimg", "--yes")
+
+
+def test_unsupported_base_image_is_refused(user_env: Env, docker_engine: Any, base_image: str) -> None:
+    """An image that is not Debian/Ubuntu based (its os-release says Fedora) is refused while
+    the workstation image is prepared, before any workstation container exists."""
+    import hosts
+
+    import io
+    import tarfile
+
+    data = hosts.OS_RELEASE_FEDORA_40.encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name in ("etc/os-release", "usr/lib/os-release"):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    c = docker_engine.containers.create(base_image, ["true"], labels={hosts.TEST_LABEL: "1"})
+    try:
+        assert c.put_archive("/", buf.getvalue())
+        img = c.commit(repository="mlops-env-test/fedora-lookalike", tag="1")
+    finally:
+        c.remove(force=True)
+    try:
+        r = user_env.mlops("--json", "up", "docker", "fed", "--image", "mlops-env-test/fedora-lookalike:1",
+                           "--python-dist", "miniforge", timeout=180)
+        assert r.code == 7, r.stdout + r.stderr
+        assert "not Debian/Ubuntu" in r.error["message"]
+        assert docker_engine.containers.list(all=True, filters={"label": "mlops-env.name=fed"}) == []
+    finally:
+        user_env.mlops("down", "fed", "--yes")
+        docker_engine.images.remove(img.id, force=True)

@@ -169,3 +169,17 @@ def test_unexpected_error_is_internal_without_traceback(cli, monkeypatch: pytest
     assert "Traceback" not in r.output
     logs = list((cli.root / "logs").glob("*.log"))
     assert logs and "Traceback" in logs[-1].read_text()
+
+
+def test_unreadable_user_ssh_config_is_refused_before_anything_is_made(cli) -> None:  # type: ignore[no-untyped-def]
+    ssh = cli.home / ".ssh"
+    ssh.mkdir(mode=0o700)
+    (ssh / "config").write_bytes(b"Host caf\xe9\n  User x\n")  # latin-1: not UTF-8
+    before = (ssh / "config").read_bytes()
+    r = cli("--json", "up", "docker", "w2", "--accept-anaconda-tos")
+    assert r.exit_code == 4, r.output
+    err = _envelope(r.stdout)["errors"][0]
+    assert "config" in err["message"] and err["hint"]
+    assert (ssh / "config").read_bytes() == before
+    assert not (cli.root / "state" / "w2.json").exists()
+    assert not (cli.root / "keys").exists()

@@ -22,7 +22,7 @@ try:  # typer >= 0.24 vendors click (typer._click); older releases use the click
     from typer._click.exceptions import ClickException  # type: ignore[import-not-found]
     from typer.exceptions import Abort  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - depends on the installed typer
-    from click.exceptions import Abort, ClickException
+    from click.exceptions import Abort, ClickException  # type: ignore[assignment]
 
 from mlops_env import __version__
 from mlops_env.errors import ExitCode, Interrupted, MlopsError
@@ -54,7 +54,7 @@ class _Group(TyperGroup):
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_globals(list(args)))
 
-    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,  # type: ignore[override]
              standalone_mode: bool = True, **extra: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         head = argv[: argv.index("--")] if "--" in argv else argv
