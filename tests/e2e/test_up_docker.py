@@ -148,10 +148,10 @@ def test_image_not_found_is_a_clear_error(user_env: Env, docker_engine: Any) -> 
 def test_unsupported_base_image_is_refused(user_env: Env, docker_engine: Any, base_image: str) -> None:
     """An image that is not Debian/Ubuntu based (its os-release says Fedora) is refused while
     the workstation image is prepared, before any workstation container exists."""
-    import hosts
-
     import io
     import tarfile
+
+    import hosts
 
     data = hosts.OS_RELEASE_FEDORA_40.encode()
     buf = io.BytesIO()
