@@ -50,10 +50,12 @@ case "$mode" in
     export DEBIAN_FRONTEND=noninteractive
     apt_opts=(-o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold -q)
     echo "mlops: apt-get update"
-    apt-get "${apt_opts[@]}" update
+    apt-get "${apt_opts[@]}" update ||
+      die "apt-get update failed (exit $?)" "the box cannot reach its package mirror: check its network and /etc/apt/sources.list*"
     echo "mlops: installing $missing"
     # shellcheck disable=SC2086 # word splitting of the package list is intended
-    apt-get "${apt_opts[@]}" install -y --no-install-recommends $missing
+    apt-get "${apt_opts[@]}" install -y --no-install-recommends $missing ||
+      die "apt-get install $missing failed (exit $?)" "see the output above (dpkg lock, broken packages, disk full?)"
     echo "mlops: base packages installed"
     ;;
   *) die "usage: base.sh check|apply" "" 2 ;;

@@ -97,13 +97,23 @@ download() {
     echo "$file"; return
   fi
   say "downloading $URL" >&2
+  local resumed=0
+  [ -s "$file.part" ] && resumed=1
   if ! curl -fL --retry 3 --retry-delay 2 -C - -sS -o "$file.part" "$URL" >&2; then
     # A failed resume (server without ranges, changed file) is retried once from scratch.
-    rm -f "$file.part"
+    rm -f "$file.part"; resumed=0
     curl -fL --retry 3 --retry-delay 2 -sS -o "$file.part" "$URL" >&2 ||
       die "download of $URL failed" "check the box's internet access, or use a mirror: --conda-installer URL --conda-sha256 HEX" 4
   fi
   got=$(sha256sum "$file.part" | awk '{print $1}')
+  if [ "$got" != "$want" ] && [ "$resumed" = 1 ]; then
+    # The kept .part may have come from another file of the same name: start over once.
+    say "resumed download does not match; downloading $URL again" >&2
+    rm -f "$file.part"
+    curl -fL --retry 3 --retry-delay 2 -sS -o "$file.part" "$URL" >&2 ||
+      die "download of $URL failed" "check the box's internet access, or use a mirror: --conda-installer URL --conda-sha256 HEX" 4
+    got=$(sha256sum "$file.part" | awk '{print $1}')
+  fi
   if [ "$got" != "$want" ]; then
     rm -f "$file.part"
     die "checksum mismatch for $URL: expected $want, got $got" "the file is corrupt or not the pinned installer; nothing was installed. Check the URL and --conda-sha256" 8
@@ -127,10 +137,12 @@ do_apply() {
     local installer; installer=$(download)
     if [ -e "$PREFIX" ]; then
       say "updating the half-installed $PREFIX"
-      bash "$installer" -b -u -p "$PREFIX"
+      bash "$installer" -b -u -p "$PREFIX" ||
+        die "the $DIST installer failed (exit $?) updating $PREFIX" "see the output above; remove $PREFIX and run again" 1
     else
       say "installing $DIST into $PREFIX"
-      bash "$installer" -b -p "$PREFIX"
+      bash "$installer" -b -p "$PREFIX" ||
+        die "the $DIST installer failed (exit $?)" "see the output above; remove $PREFIX and run again" 1
     fi
     conda_ok || die "the installer finished but $CONDA does not run" "see the log above; remove $PREFIX and run again" 1
   fi

@@ -75,7 +75,8 @@ def batch_script(calls: Sequence[tuple[str, str, Sequence[str]]], timeout: int =
         'd=$(mktemp -d) || exit 97',
         "trap 'rm -rf \"$d\"' EXIT",
         # `timeout` bounds each check; without coreutils' timeout, run unbounded.
-        'if command -v timeout >/dev/null 2>&1; then TO="timeout ' + str(timeout) + '"; else TO=""; fi',
+        # -k: a check that ignores SIGTERM is killed 2 s later.
+        'if command -v timeout >/dev/null 2>&1; then TO="timeout -k 2 ' + str(timeout) + '"; else TO=""; fi',
     ]
     for i, (_cid, text, args) in enumerate(calls):
         b64 = base64.b64encode(text.encode("utf-8")).decode("ascii")

@@ -631,9 +631,6 @@ class TestConda:
         assert not part.exists()
         assert (cache_dir(box) / standin.path.name).read_bytes() == standin.path.read_bytes()
 
-    @pytest.mark.xfail(strict=True, reason="BUG conda.sh download(): a stale .part from another file with "
-                       "the same name is resumed, fails the checksum and the run dies with exit 8 (the next "
-                       "run works); fix: after a mismatch on a resumed download, retry once from scratch")
     def test_a_stale_partial_download_is_not_fatal(self, box) -> None:
         standin = box.standin_installer()
         cache_dir(box).mkdir(parents=True)
@@ -641,10 +638,6 @@ class TestConda:
         res = conda_apply(box, standin)
         assert res.exit_code == 0, explain(res)
 
-    @pytest.mark.xfail(strict=True, reason="BUG conda.sh do_apply(): a failing installer is not caught "
-                       "(set -e exits with the installer's own code, no mlops-error), so the step's error "
-                       "is the last `mlops:` line, which is download()'s `downloading URL` on stderr; fix: "
-                       "`bash \"$installer\" ... || die \"the $DIST installer failed\" ... 1`")
     def test_a_failing_installer_is_named_in_the_error(self, box) -> None:
         from mlops_env.errors import MlopsError, StepFailed
         from mlops_env.steps import raise_for_script

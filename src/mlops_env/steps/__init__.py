@@ -109,10 +109,11 @@ def parse_script_output(res: RunResult) -> tuple[str, str | None, str | None]:
     """(summary, error, hint) from a template script's ``mlops*:`` lines."""
     summary = ""
     error = hint = None
-    for line in (res.stdout + "\n" + res.stderr).splitlines():
+    for line in res.stdout.splitlines():  # the summary is the last `mlops:` line on stdout
         if line.startswith("mlops: "):
             summary = line[7:].strip()
-        elif line.startswith("mlops-error: "):
+    for line in (res.stdout + "\n" + res.stderr).splitlines():
+        if line.startswith("mlops-error: "):
             error = line[13:].strip()
         elif line.startswith("mlops-hint: "):
             hint = line[12:].strip() or None

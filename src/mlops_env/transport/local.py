@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -36,6 +37,7 @@ class LocalTransport(Transport):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=self.env,
+            start_new_session=True,  # a timeout kills the whole process group, scripts' children too
         )
         out_chunks: list[bytes] = []
         err_chunks: list[bytes] = []
@@ -60,8 +62,11 @@ class LocalTransport(Transport):
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
             code = 124
         t_out.join()
         t_err.join()
