@@ -6,7 +6,9 @@ set -euo pipefail
 # Test seam: unit tests point this at a fixture file; on a box it is always /etc/os-release.
 OS_RELEASE=${MLOPS_ENV_OS_RELEASE:-/etc/os-release}
 
-PACKAGES=(ca-certificates curl git bzip2 gnupg lsb-release procps util-linux)
+# What the later steps and the course need: downloads (curl, CA certificates), the conda
+# installers (bzip2), git for the course repository, ps/kill and friends.
+PACKAGES=(ca-certificates curl git bzip2 procps util-linux)
 
 die() { echo "mlops-error: $1" >&2; [ -n "${2:-}" ] && echo "mlops-hint: $2" >&2; exit "${3:-1}"; }
 

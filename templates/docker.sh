@@ -122,7 +122,10 @@ do_apply() {
       say "installing docker-ce and the compose plugin"
       apt-get "${apt_opts[@]}" install -y docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin
     else
-      local pkgs=(docker.io)
+      # Recommends are skipped on purpose: they pull in needrestart, which restarts services
+      # behind the user's back after every apt run. The useful ones are named: apparmor (the
+      # engine needs its parser where the kernel enforces AppArmor), xz-utils for image import.
+      local pkgs=(docker.io apparmor xz-utils)
       case "$id" in
         ubuntu) pkgs+=(docker-compose-v2) ;;
         debian) pkgs+=(docker-compose) ;;
@@ -133,10 +136,10 @@ do_apply() {
         apt-get "${apt_opts[@]}" update
       fi
       say "installing ${pkgs[*]}"
-      if ! apt-get "${apt_opts[@]}" install -y "${pkgs[@]}"; then
+      if ! apt-get "${apt_opts[@]}" install -y --no-install-recommends "${pkgs[@]}"; then
         [ "$id" = ubuntu ] || exit 1
         # Older Ubuntu images may lack docker-compose-v2 in their pockets: fall back to v1.
-        apt-get "${apt_opts[@]}" install -y docker.io docker-compose
+        apt-get "${apt_opts[@]}" install -y --no-install-recommends docker.io apparmor xz-utils docker-compose
       fi
     fi
   fi

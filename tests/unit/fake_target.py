@@ -69,7 +69,7 @@ DENY = frozenset(
 )
 
 #: what base.sh installs
-BASE_PACKAGES = ("ca-certificates", "curl", "git", "bzip2", "gnupg", "lsb-release", "procps", "util-linux")
+BASE_PACKAGES = ("ca-certificates", "curl", "git", "bzip2", "procps", "util-linux")
 DOCKER_VERSION = "24.0.7"
 COMPOSE_V2_VERSION = "2.24.6"
 COMPOSE_V1_VERSION = "1.29.2"
