@@ -100,6 +100,21 @@ def test_smoke_test_on_the_workstation_brings_the_report_back(workstation: tuple
     assert report.is_file() and d["report"] == str(report)
 
 
+def test_mlops_env_ssh_runs_a_command_by_name(workstation: tuple[Env, Any, Any]) -> None:
+    env, _, _ = workstation
+    r = env.mlops("ssh", NAME, "--", "echo", "-n", "hi", "there")
+    assert (r.code, r.stdout) == (0, "hi there"), r.stderr
+    r = env.mlops("ssh", NAME, "--", "exit", "3")
+    assert r.code == 3  # the remote command's exit status comes back
+
+
+def test_code_prints_the_remote_command_when_code_is_absent(workstation: tuple[Env, Any, Any]) -> None:
+    env, _, _ = workstation
+    r = env.mlops("--json", "code", NAME)
+    assert r.code == 0
+    assert r.data["command"] == f"code --remote ssh-remote+{ALIAS} /home/mlops"
+
+
 def test_list_and_status(workstation: tuple[Env, Any, Any]) -> None:
     env, _, _ = workstation
     ls = env.mlops("--json", "list")

@@ -122,7 +122,9 @@ def _ssh_argv(paths: Any, rec: Any) -> list[str]:
         raise PrereqError("the OpenSSH client (`ssh`) is not installed",
                           hint="install it (apt install openssh-client, or your OS's package)")
     cfg = user_ssh_config() if sshconfig.check_include(paths) == "unchanged" else paths.ssh_config
-    return [ssh, "-F", str(cfg), rec.alias]
+    # `--` before the alias: OpenSSH then parses no options after it, so the command's own
+    # flags (`ls -la`) reach the box untouched.
+    return [ssh, "-F", str(cfg), "--", rec.alias]
 
 
 @app.command("ssh", context_settings={"allow_interspersed_args": False})
@@ -137,7 +139,10 @@ def ssh_cmd(
         import os
 
         paths, _store, rec = _load(name)
-        argv = _ssh_argv(paths, rec) + (["--", *command] if command else [])
+        cmd = list(command or [])
+        if cmd[:1] == ["--"]:  # parsing stops after NAME, so click hands the `--` on
+            cmd = cmd[1:]
+        argv = _ssh_argv(paths, rec) + cmd
         ui.detail("exec " + " ".join(argv))
         os.execv(argv[0], argv)  # noqa: S606 - argv list, no shell
 
