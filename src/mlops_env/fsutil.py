@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -29,3 +31,25 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+@contextmanager
+def file_lock(path: Path, *, timeout: float, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (made if missing). When another run holds it for
+    longer than ``timeout`` seconds (0: not at all), raise ``BusyError`` saying the other run
+    is ``what`` (e.g. "working on 'course'")."""
+    from filelock import FileLock, Timeout
+
+    from mlops_env.errors import BusyError
+
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        waited = f" (waited {timeout:.0f} s)" if timeout else ""
+        raise BusyError(f"another mlops-env run is {what}{waited}",
+                        hint="wait for it to finish (or stop it), then run this again") from None
+    try:
+        yield
+    finally:
+        lock.release()

@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlops_env.errors import BusyError, IntegrityError
-from mlops_env.fsutil import atomic_write
+from mlops_env.errors import IntegrityError
+from mlops_env.fsutil import atomic_write, file_lock
 from mlops_env.paths import Paths, ensure_private_dir
 
 KEY_NAME = "id_ed25519"
@@ -315,17 +315,5 @@ def _clean_comment(comment: str) -> str:
 
 @contextmanager
 def _lock(path: Path) -> Iterator[None]:
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(path))
-    try:
-        lock.acquire(timeout=_LOCK_TIMEOUT)
-    except Timeout:
-        raise BusyError(
-            f"another mlops-env run holds {path} for more than {_LOCK_TIMEOUT:.0f} s",
-            hint="wait for the other run to finish, then try again",
-        ) from None
-    try:
+    with file_lock(path, timeout=_LOCK_TIMEOUT, what=f"creating the key ({path})"):
         yield
-    finally:
-        lock.release()

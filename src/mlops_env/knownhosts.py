@@ -17,10 +17,9 @@ import base64
 import binascii
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-from mlops_env.errors import BusyError, HostKeyError
-from mlops_env.fsutil import atomic_write
+from mlops_env.errors import HostKeyError
+from mlops_env.fsutil import atomic_write, file_lock
 from mlops_env.keys import fingerprint_of_blob, split_public_key
 from mlops_env.paths import Paths, ensure_private_dir
 from mlops_env.sshconfig import validate_alias
@@ -197,20 +196,8 @@ def _pinned_text(
 
 @contextmanager
 def _locked(paths: Paths) -> Iterator[None]:
-    from filelock import FileLock, Timeout
-
     ensure_private_dir(paths.data)
     ensure_private_dir(paths.ssh_dir)
-    lock = FileLock(str(paths.ssh_dir / ".known_hosts.lock"))
-    try:
-        lock.acquire(timeout=_LOCK_TIMEOUT)
-    except Timeout:
-        raise BusyError(
-            f"another mlops-env run holds {Path(lock.lock_file)} for more than "
-            f"{_LOCK_TIMEOUT:.0f} s",
-            hint="wait for the other run to finish, then try again",
-        ) from None
-    try:
+    with file_lock(paths.ssh_dir / ".known_hosts.lock", timeout=_LOCK_TIMEOUT,
+                   what=f"editing {paths.known_hosts}"):
         yield
-    finally:
-        lock.release()

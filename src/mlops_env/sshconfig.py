@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from mlops_env.errors import BusyError, ConfigError, PrereqError, UsageError
-from mlops_env.fsutil import atomic_write
+from mlops_env.errors import ConfigError, PrereqError, UsageError
+from mlops_env.fsutil import atomic_write, file_lock
 from mlops_env.paths import Paths, ensure_private_dir, user_ssh_config
 
 ALIAS_PREFIX = "mlops-"
@@ -615,23 +615,10 @@ def _read_marker(paths: Paths) -> dict[str, object] | None:
 @contextmanager
 def _locked(paths: Paths) -> Iterator[None]:
     """One lock for the tool's ssh config and the Include line (see ``remove_include``)."""
-    from filelock import FileLock, Timeout
-
     ensure_private_dir(paths.data)
     ensure_private_dir(paths.ssh_dir)
-    lock = FileLock(str(paths.ssh_dir / ".config.lock"))
-    try:
-        lock.acquire(timeout=_LOCK_TIMEOUT)
-    except Timeout:
-        raise BusyError(
-            f"another mlops-env run has been editing the ssh config for more than "
-            f"{_LOCK_TIMEOUT:.0f} s ({lock.lock_file})",
-            hint="wait for the other run to finish, then try again",
-        ) from None
-    try:
+    with file_lock(paths.ssh_dir / ".config.lock", timeout=_LOCK_TIMEOUT, what="editing the ssh config"):
         yield
-    finally:
-        lock.release()
 
 
 # -- what ssh really uses -------------------------------------------------------------------

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlops_env.errors import BusyError, ConfigError, NotFoundError, UsageError
-from mlops_env.fsutil import atomic_write
+from mlops_env.errors import ConfigError, NotFoundError, UsageError
+from mlops_env.fsutil import atomic_write, file_lock
 from mlops_env.paths import Paths, ensure_private_dir
 
 SCHEMA = 1
@@ -161,19 +161,7 @@ class Store:
     @contextmanager
     def lock(self, name: str, what: str = "up") -> Iterator[None]:
         """Hold the workstation's lock; a second run fails at once with a clear error."""
-        from filelock import FileLock, Timeout
-
         ensure_private_dir(self.paths.data)
         ensure_private_dir(self.dir)
-        lock = FileLock(str(self.dir / f"{validate_name(name)}.lock"))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            raise BusyError(
-                f"another mlops-env run is working on {name!r}",
-                hint="wait for it to finish (or stop it), then run this again",
-            ) from None
-        try:
+        with file_lock(self.dir / f"{validate_name(name)}.lock", timeout=0, what=f"working on {name!r}"):
             yield
-        finally:
-            lock.release()
