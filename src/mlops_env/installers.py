@@ -59,7 +59,7 @@ def resolve(dist: str, arch: str, *, url: str | None = None, sha256: str | None 
                          hint="the pinned installers have their own checksums; pass both or neither")
     return Installer(
         dist=dist,
-        version=str(entry["version"]) if url is None else "(mirror)",
+        version=str(entry["version"]) if url is None else "(from --conda-installer)",
         arch=norm,
         url=url or f["url"],
         sha256=sha256 or f.get("sha256"),

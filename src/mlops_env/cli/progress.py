@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 log = logging.getLogger("mlops_env")
@@ -37,6 +39,18 @@ class StepView:
             self.note = ""
             self.live.__exit__(*exc)
             self.live = None
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop redrawing while a question is asked on the terminal."""
+        live = self.live
+        if live is not None:
+            live.stop()
+        try:
+            yield
+        finally:
+            if live is not None:
+                live.start()
 
     # -- events --------------------------------------------------------------------------
     def progress(self, msg: str) -> None:

@@ -79,6 +79,8 @@ def _run_up(ctx: typer.Context, provider: str, name: str, flags: dict[str, Any],
             _print_dry_run(ui, data)
             return data
 
+        view = StepView(ui)
+
         def ask(question: str, *, honour_yes: bool) -> bool:
             if honour_yes and yes:
                 return True
@@ -86,9 +88,13 @@ def _run_up(ctx: typer.Context, provider: str, name: str, flags: dict[str, Any],
                 return False
             from rich.prompt import Confirm
 
-            return bool(Confirm.ask(question, console=ui.console, default=False))
+            with view.paused():
+                try:
+                    return bool(Confirm.ask(question, console=ui.console, default=False))
+                except EOFError:  # the terminal closed its input: that is no answer, so no
+                    return False
 
-        with StepView(ui) as view:
+        with view:
             events = Events(
                 progress=view.progress, step=view.step, warn=lambda m: ui.warn(m),
                 confirm_host_key=lambda q: ask(q, honour_yes=False),
