@@ -1,0 +1,584 @@
+"""``mlops-env doctor``: check a box or this machine, explain every problem with its fix, and
+repair what ``up``'s steps know how to repair. This module never prints.
+
+    target = local_target(...) | workstation_target(...) | host_target(...)
+    report = diagnose(target, options, categories, paths)   # ONE SSH connection, ONE round-trip
+    reports = repair(report, ...)                           # engine.apply, failing steps only
+
+One definition of each check, shared with ``up``: the bootstrap steps' own ``check_call``
+scripts run in the same batch as ``templates/doctor.sh``'s read-only probes, every script
+bounded by a timeout (``engine.run_checks``), and pure parsers (``doctor.parse``) turn both into
+``Check``s. A failing check that names a step is repaired by that step's ``apply``; the rest
+say what to do. The ``local`` category (this machine: SSH config, keys, VS Code, AWS) runs in
+Python threads while the box answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops_env.doctor.parse import CATEGORIES, FAIL, OK, SKIP, STATUSES, WARN, Check
+
+if TYPE_CHECKING:
+    from mlops_env.config import Resolved
+    from mlops_env.engine import StepReport
+    from mlops_env.paths import Paths
+    from mlops_env.pipeline import Events
+    from mlops_env.state import Endpoint, Record
+    from mlops_env.steps import CheckResult, Facts, Step, StepContext
+    from mlops_env.transport import RunResult, Transport
+
+__all__ = ["CATEGORIES", "FAIL", "OK", "SKIP", "STATUSES", "WARN", "Check", "Declined", "Report", "Target",
+           "check_box", "diagnose", "host_target", "local_target", "parse_categories", "repair",
+           "workstation_target"]
+
+log = logging.getLogger(__name__)
+
+BOX_TIMEOUT = 15  # seconds per script on the box; engine.run_checks kills what runs longer
+NETWORK_TIMEOUT = 2  # seconds per HTTP probe (reachability is a warning, never a long wait)
+CONNECT_TIMEOUT = 10  # seconds to reach sshd, unless --ssh-timeout says otherwise
+PYPI_URL = "https://pypi.org/simple/pip/"
+BOX_CATEGORIES = ("system", "python", "docker", "network", "tools")
+
+
+class Declined(Exception):  # noqa: N818 - a user's answer, not an error
+    """The user said no to ``--fix``'s question: nothing was changed."""
+
+
+def parse_categories(only: Iterable[str], skip: Iterable[str]) -> tuple[str, ...]:
+    """``--only``/``--skip`` values (repeatable, comma-separated) -> the categories to run."""
+    from mlops_env.errors import UsageError
+
+    def split(vals: Iterable[str]) -> list[str]:
+        return [v.strip().lower() for val in vals for v in val.split(",") if v.strip()]
+
+    o, s = split(only), split(skip)
+    bad = sorted({c for c in o + s if c not in CATEGORIES})
+    if bad:
+        raise UsageError(f"unknown check categor{'y' if len(bad) == 1 else 'ies'}: {', '.join(bad)}",
+                         hint=f"use one or more of {', '.join(CATEGORIES)} (e.g. --only docker,python)",
+                         code="invalid-category")
+    chosen = tuple(c for c in CATEGORIES if (not o or c in o) and c not in s)
+    if not chosen:
+        raise UsageError("--only/--skip leave no category to check",
+                         hint=f"categories: {', '.join(CATEGORIES)}", code="invalid-category")
+    return chosen
+
+
+# -- targets -----------------------------------------------------------------------------------
+@dataclass
+class Target:
+    """What doctor checks: this machine, a known workstation, or any box over SSH."""
+
+    mode: str  # "local" | "workstation" | "host"
+    label: str
+    record: Record
+    endpoint: Endpoint
+    fix_command: str
+    connect: Callable[[], Transport] | None = None
+    probes: int = 0  # extra TCP connections (first-contact host key probe)
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def remote(self) -> bool:
+        return self.mode != "local"
+
+    def close(self) -> None:
+        for fn in self.cleanup:
+            fn()
+        self.cleanup.clear()
+
+
+def local_target() -> Target:
+    import getpass
+
+    from mlops_env.state import Endpoint, Record
+
+    user = getpass.getuser()
+    ep = Endpoint(host="localhost", port=22, user=user, identity_file="", host_key_alias="mlops-env-local")
+    rec = Record(name="local", provider="local", alias="mlops-local", endpoint=ep)
+
+    def connect() -> Transport:
+        from mlops_env.transport.local import LocalTransport
+
+        return LocalTransport()
+
+    return Target("local", "this machine", rec, ep, "mlops-env doctor --fix", connect)
+
+
+def workstation_target(paths: Paths, name: str, timeout: float) -> Target:
+    """A workstation mlops-env knows: its pinned host key, its login."""
+    from mlops_env.errors import ConnectError, NotFoundError
+    from mlops_env.pipeline import connect
+    from mlops_env.state import Store, validate_name
+
+    validate_name(name)
+    rec = Store(paths).load(name)
+    ep = rec.endpoint
+    if ep is None:
+        raise NotFoundError(f"workstation {name!r} has not been set up yet (no address)",
+                            hint=f"run `mlops-env up {rec.provider} {name}` first", code="not-provisioned")
+
+    def do_connect() -> Transport:
+        try:
+            return connect(paths, ep, timeout)  # type: ignore[no-any-return]
+        except ConnectError as e:
+            if rec.provider == "docker" and e.code == "unreachable":
+                e.hint = f"is the container stopped? `mlops-env start {name}`; {e.hint}"
+            raise
+
+    label = f"workstation {name} ({ep.user}@{ep.host}:{ep.port})"
+    return Target("workstation", label, rec, ep, f"mlops-env doctor {name} --fix", do_connect)
+
+
+def host_target(paths: Paths, spec: str, identity: str | None, fingerprint: str | None,
+                events: Events, timeout: float) -> Target:
+    """Any box over SSH (``--host USER@HOST[:PORT]``). Host key: a workstation we know at this
+    address keeps its pin; otherwise first contact works exactly as in ``up ssh`` (confirm the
+    fingerprint on a terminal, or ``--host-key-fingerprint``), but the key is pinned only for
+    this run, in a temporary known_hosts: a read-only look at a box does not make mlops-env
+    remember it (``up ssh NAME --host ...`` does)."""
+    from mlops_env.errors import UsageError
+    from mlops_env.keys import check_keypair
+    from mlops_env.paths import Paths as PathsT
+    from mlops_env.pipeline import connect, establish_trust
+    from mlops_env.providers.ssh import parse_target
+    from mlops_env.state import Endpoint, Record, Store
+
+    t = parse_target(spec)
+    known = next((r for r in Store(paths).all() if r.endpoint and (r.endpoint.host, r.endpoint.port,
+                                                                   r.endpoint.user) == (t.host, t.port, t.user)), None)
+    if identity is None and known is not None and known.endpoint is not None:
+        identity = known.endpoint.identity_file
+    if identity is None:
+        kc = check_keypair(paths)
+        if kc.keypair is None:
+            raise UsageError("no key to log in with: mlops-env has no key yet",
+                             hint="pass --identity KEYFILE (the private key that opens this box)",
+                             code="identity-missing")
+        identity = str(kc.keypair.private_path)
+    alias = known.endpoint.host_key_alias if known and known.endpoint else "mlops-env-doctor"
+    ep = Endpoint(host=t.host, port=t.port, user=t.user, identity_file=identity, host_key_alias=alias)
+    rec = Record(name="host", provider="ssh", alias="mlops-doctor", endpoint=ep)
+    target = Target("host", str(t), rec, ep, f"mlops-env doctor --host {spec} --fix")
+    from mlops_env import knownhosts
+
+    if known is not None and knownhosts.lookup(paths, alias):
+        target.label = f"{t} (workstation {known.name})"
+        target.connect = lambda: connect(paths, ep, timeout)
+        return target
+    tmp = tempfile.TemporaryDirectory(prefix="mlops-env-doctor-")
+    target.cleanup.append(tmp.cleanup)
+    trust = PathsT(data=Path(tmp.name), config=Path(tmp.name), cache=Path(tmp.name), logs=Path(tmp.name))
+    pinned: list[str] = []
+
+    def do_connect() -> Transport:
+        if not pinned:
+            pinned.append(establish_trust(trust, ep, fingerprint, events, timeout))
+            target.probes += 1
+        return connect(trust, ep, timeout)  # type: ignore[no-any-return]
+
+    target.connect = do_connect
+    return target
+
+
+# -- the report --------------------------------------------------------------------------------
+@dataclass
+class Report:
+    target: Target
+    checks: list[Check]
+    step_results: dict[str, CheckResult]
+    facts: Facts
+    steps: list[Step]
+    options: Resolved
+    categories: tuple[str, ...]
+    seconds: float = 0.0
+    connections: int = 0
+    round_trips: int = 0
+    transport: Transport | None = None
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(1 for c in self.checks if c.status == s) for s in STATUSES}
+
+    @property
+    def problems(self) -> list[Check]:
+        return [c for c in self.checks if c.status == FAIL]
+
+    def fixable_steps(self) -> list[str]:
+        """Steps behind failing checks whose own check fails too (``--fix`` applies them)."""
+        ids = {c.step for c in self.problems if c.step}
+        out = [s.id for s in self.steps if s.id in ids and s.id in self.step_results
+               and not self.step_results[s.id].ok]
+        if self.target.mode == "local" and "ssh-config" in ids:
+            out.append("ssh-config")  # per known workstation (see _repair_local)
+        return out
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.problems else 0
+
+    def as_data(self) -> dict[str, Any]:
+        return {
+            "target": {"mode": self.target.mode, "label": self.target.label,
+                       "name": self.target.record.name if self.target.mode == "workstation" else None,
+                       "user": self.target.endpoint.user,
+                       "host": self.target.endpoint.host if self.target.remote else None,
+                       "port": self.target.endpoint.port if self.target.remote else None},
+            "categories": list(self.categories),
+            "checks": [c.as_dict() for c in self.checks],
+            "summary": self.counts(),
+            "fixable_steps": self.fixable_steps(),
+            "seconds": round(self.seconds, 3),
+            "ssh_connections": self.connections,
+            "ssh_round_trips": self.round_trips,
+        }
+
+
+# -- the box -----------------------------------------------------------------------------------
+def _steps(target: Target, options: Resolved, cats: Sequence[str]) -> list[Step]:
+    from mlops_env.pipeline import SshConfigStep
+    from mlops_env.steps.builtin import workstation_steps
+
+    smoke = options["smoke_test"] if target.mode == "workstation" else "off"
+    keep = set()
+    if set(cats) & set(BOX_CATEGORIES):
+        keep.add("base")  # cheap; the OS verdict and a need of the others (for --fix)
+    if "python" in cats:
+        keep |= {"conda", "smoke"}
+    if "docker" in cats:
+        keep.add("docker")
+    steps = [s for s in workstation_steps(smoke) if s.id in keep]
+    if target.mode == "workstation" and "local" in cats:
+        steps.append(SshConfigStep())
+    return steps
+
+
+def _conda(steps: Sequence[Step]) -> Any:
+    from mlops_env.steps.builtin import CondaStep
+
+    return next((s for s in steps if isinstance(s, CondaStep)), CondaStep())
+
+
+def box_calls(ctx: StepContext, steps: Sequence[Step], cats: Sequence[str]) -> list[tuple[str, str, Sequence[str]]]:
+    """facts + the steps' own checks + doctor.sh's probes: one batch, one round-trip."""
+    from mlops_env.smoke.ridetrain import DEFAULT_TRAIN
+    from mlops_env.steps import template
+
+    calls: list[tuple[str, str, Sequence[str]]] = [("facts", template("facts.sh"), ())]
+    for s in steps:
+        call = s.check_call(ctx)
+        if call is not None:
+            calls.append((s.id, template(call.script), call.args))
+    doctor = template("doctor.sh")
+    args: dict[str, list[str]] = {
+        "system": ["system"],
+        "python": ["python", "--prefix", _conda(steps).prefix(ctx)],
+        "docker": ["docker"],
+        "network": ["network", "--timeout", str(NETWORK_TIMEOUT), "--url", f"tlc={DEFAULT_TRAIN}",
+                    "--url", f"pypi={PYPI_URL}"],
+        "tools": ["tools"],
+    }
+    for cat in BOX_CATEGORIES:
+        if cat in cats:
+            calls.append((f"doctor-{cat}", doctor, args[cat]))
+    return calls
+
+
+def check_box(ctx: StepContext, steps: Sequence[Step], cats: Sequence[str], *, target: Target,
+              fresh_session: bool, timeout: int = BOX_TIMEOUT) -> tuple[list[Check], dict[str, CheckResult]]:
+    """Run every check of ``cats`` on the box behind ``ctx.transport`` in one round-trip and
+    interpret the answers. ``fresh_session``: the transport's login was made for this run."""
+    from mlops_env import engine
+
+    calls = box_calls(ctx, steps, cats)
+    t0 = time.monotonic()
+    results = engine.run_checks(ctx.transport, calls, timeout=timeout)
+    batch_s = time.monotonic() - t0
+    return interpret_box(results, ctx, steps, cats, target=target, fresh_session=fresh_session,
+                         local_time=time.time() if target.remote else None, batch_seconds=batch_s)
+
+
+def interpret_box(results: Mapping[str, RunResult], ctx: StepContext, steps: Sequence[Step],
+                  cats: Sequence[str], *, target: Target, fresh_session: bool, local_time: float | None,
+                  batch_seconds: float = 0.0) -> tuple[list[Check], dict[str, CheckResult]]:
+    """The box's answers (one ``RunResult`` per batched call id) -> checks, and each step's own
+    check result. Pure apart from the installer table: tests feed it captured answers."""
+    from mlops_env import installers
+    from mlops_env.doctor import parse
+    from mlops_env.steps import Facts
+
+    batch_s = batch_seconds
+    ctx.facts = Facts.parse(results["facts"].stdout)
+    step_results = {s.id: s.interpret(ctx, results[s.id]) for s in steps if s.id in results}
+    secs = {cat: parse.sections(results[f"doctor-{cat}"].stdout) for cat in BOX_CATEGORIES
+            if f"doctor-{cat}" in results}
+    opts = ctx.options
+    dist = opts["python_dist"]
+    table = installers.table()
+    files = table.get(dist, {}).get("files", {})
+    arches = [a for a, norm in installers.ARCH_ALIASES.items() if norm in files]
+    checks: list[Check] = []
+    if "system" in cats:
+        checks += parse.system_checks(ctx.facts, step_results.get("base"), secs["system"],
+                                      supported_arches=arches, local_time=local_time)
+    if "python" in cats:
+        conda = _conda(steps)
+        smoke_hint = (f"`mlops-env smoke-test {target.record.name}` trains it there "
+                      f"({opts['smoke_test']} data)") if target.mode == "workstation" else None
+        checks += parse.python_checks(
+            step_results.get("conda"), secs["python"], prefix=conda.prefix(ctx), home=ctx.facts.home,
+            needs_terms=bool(table.get(dist, {}).get("terms_of_service")),
+            dist_label=installers.DIST_LABELS.get(dist, dist),
+            smoke=step_results.get("smoke"), smoke_hint=smoke_hint)
+    if "docker" in cats:
+        checks += parse.docker_checks(step_results.get("docker"), secs["docker"], fresh_session=fresh_session)
+    if "network" in cats:
+        from mlops_env.smoke.ridetrain import DEFAULT_TRAIN
+
+        checks += parse.network_checks(secs["network"], urls={"tlc": DEFAULT_TRAIN, "pypi": PYPI_URL},
+                                       side="box" if target.remote else "local")
+    if "tools" in cats:
+        checks += parse.tools_checks(step_results.get("base"), secs["tools"], provider=target.record.provider)
+    # A check from a step's own script took part of the batch: give it the batch's time.
+    checks = [c if c.seconds else Check(c.id, c.status, c.message, c.hint, batch_s, c.step) for c in checks]
+    return checks, step_results
+
+
+# -- this machine's side -----------------------------------------------------------------------
+def _record_ctx(record: Record, paths: Paths, options: Resolved) -> StepContext:
+    from mlops_env.config import Resolved as R
+    from mlops_env.steps import Facts, StepContext
+
+    values = dict(options.values)
+    values.update({k: v for k, v in (record.options or {}).items() if k in values})
+    assert record.endpoint is not None
+    return StepContext(transport=None, facts=Facts({}), options=R(values, dict(options.sources)),  # type: ignore[arg-type]
+                       record=record, paths=paths, endpoint=record.endpoint)
+
+
+def local_checks(target: Target, paths: Paths, options: Resolved, *, env: dict[str, str] | None = None,
+                 home: Path | None = None) -> list[Check]:
+    """The ``local`` category, its independent parts side by side."""
+    import os
+
+    from mlops_env.doctor import local
+    from mlops_env.pipeline import SshConfigStep
+    from mlops_env.state import Store
+
+    env = dict(os.environ) if env is None else env
+    home = home or Path.home()
+    if target.mode == "workstation":
+        records = [target.record]
+    else:
+        try:
+            records = [r for r in Store(paths).all() if r.endpoint is not None]
+        except Exception as e:  # noqa: BLE001 - a broken state file is reported by `list`
+            log.debug("cannot list workstations: %s", e)
+            records = []
+    entries = []
+    for r in records:
+        try:
+            entries.append(SshConfigStep().entry(_record_ctx(r, paths, options)))
+        except Exception as e:  # noqa: BLE001 - an odd record must not stop the other checks
+            log.debug("no ssh entry for %s: %s", r.name, e)
+    identities = [r.endpoint.identity_file for r in records if r.endpoint and r.endpoint.identity_file]
+    aws = target.mode == "local" or target.record.provider == "ec2"
+
+    def ssh_config() -> list[Check]:
+        fix = f"run `{target.fix_command}`"
+        inc = local.ssh_include_check(paths, bool(records), fix)
+        hosts = local.ssh_hosts_check(paths, entries, inc.status == OK, fix)
+        return [inc, hosts]
+
+    jobs: list[Callable[[], list[Check]]] = [
+        lambda: local.timed(local.ssh_client_check),
+        lambda: local.timed(ssh_config),
+        lambda: local.timed(lambda: local.ssh_key_check(paths)),
+        lambda: local.timed(lambda: local.ssh_perms_check(home, identities)),
+        lambda: local.timed(lambda: local.vscode_checks(home)),
+    ]
+    if aws:
+        jobs.append(lambda: local.timed(lambda: local.aws_checks(env, home)))
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="doctor-local") as pool:
+        futures = [pool.submit(j) for j in jobs]
+        out: list[Check] = []
+        for f in futures:
+            try:
+                out += f.result()
+            except Exception as e:  # noqa: BLE001 - one broken check must not hide the others
+                log.debug("local check failed", exc_info=True)
+                out.append(Check("local.internal", WARN, f"a local check failed: {type(e).__name__}: {e}"))
+    order = ["local.ssh-client", "local.ssh-include", "local.ssh-hosts", "local.ssh-key", "local.ssh-perms",
+             "local.vscode", "local.vscode-remote-ssh", "local.aws-credentials", "local.aws-sso",
+             "local.aws-region"]
+    return sorted(out, key=lambda c: order.index(c.id) if c.id in order else len(order))
+
+
+# -- diagnose ----------------------------------------------------------------------------------
+def diagnose(target: Target, options: Resolved, categories: Sequence[str], paths: Paths, *,
+             keep_transport: bool = False, timeout: int = BOX_TIMEOUT) -> Report:
+    """Every check of ``categories``: the box's in one batched round-trip over one connection
+    (a new login), this machine's in threads meanwhile."""
+    from mlops_env.pipeline import SshConfigStep
+    from mlops_env.steps import Facts, StepContext
+
+    t0 = time.monotonic()
+    cats = tuple(c for c in CATEGORIES if c in categories)
+    if target.mode == "host":
+        cats = tuple(c for c in cats if c != "local")  # a box we do not manage: nothing local to check
+    steps = _steps(target, options, cats)
+    ctx = StepContext(transport=None, facts=Facts({}), options=options, record=target.record,  # type: ignore[arg-type]
+                      paths=paths, endpoint=target.endpoint)
+    checks: list[Check] = []
+    step_results: dict[str, CheckResult] = {}
+    transport = None
+    box_cats = [c for c in cats if c in BOX_CATEGORIES]
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="doctor") as pool:
+        local_f = pool.submit(local_checks, target, paths, options) if "local" in cats else None
+        cfg_f = None
+        if any(isinstance(s, SshConfigStep) for s in steps):
+            cfg_f = pool.submit(lambda: SshConfigStep().check_local(_record_ctx(target.record, paths, options)))
+        try:
+            if box_cats:
+                assert target.connect is not None
+                transport = target.connect()
+                ctx.transport = transport
+                checks, step_results = check_box(ctx, steps, box_cats, target=target,
+                                                 fresh_session=target.remote, timeout=timeout)
+            if local_f is not None:
+                checks += local_f.result()
+            if cfg_f is not None:
+                step_results["ssh-config"] = cfg_f.result()
+        except BaseException:
+            if transport is not None:
+                transport.close()
+            raise
+    checks = _with_fix_hints(checks, step_results, target)
+    report = Report(target, checks, step_results, ctx.facts, steps, ctx.options, cats,
+                    seconds=time.monotonic() - t0,
+                    connections=getattr(transport, "connects", 0) + target.probes,
+                    round_trips=transport.round_trips if transport is not None and target.remote else 0,
+                    transport=transport)
+    if transport is not None and not keep_transport:
+        transport.close()
+        report.transport = None
+    return report
+
+
+def _with_fix_hints(checks: list[Check], step_results: dict[str, CheckResult], target: Target) -> list[Check]:
+    """A failing check whose step's own check fails too is fixable: say so. Otherwise the check
+    is not ``--fix``'s business (``step`` cleared)."""
+    out = []
+    for c in checks:
+        if c.step and c.status == FAIL and c.step in step_results and not step_results[c.step].ok:
+            suffix = f"run `{target.fix_command}`"
+            hint = c.hint if c.hint and target.fix_command in c.hint else (
+                f"{c.hint}; or {suffix}" if c.hint else suffix)
+            out.append(Check(c.id, c.status, c.message, hint, c.seconds, c.step))
+        elif c.step and c.status != FAIL:
+            out.append(Check(c.id, c.status, c.message, c.hint, c.seconds, None))
+        elif c.step and c.step not in step_results:
+            out.append(Check(c.id, c.status, c.message, c.hint, c.seconds, c.step if c.step == "ssh-config" else None))
+        else:
+            out.append(c)
+    return out
+
+
+# -- repair ------------------------------------------------------------------------------------
+def fix_plan(report: Report) -> list[Step]:
+    """The steps ``--fix`` applies: those behind failing checks, plus the steps they need whose
+    own checks fail too, in ``up``'s order."""
+    by_id = {s.id: s for s in report.steps}
+    want = set(report.fixable_steps())
+    todo = list(want)
+    while todo:
+        s = by_id[todo.pop()]
+        for n in s.dependencies(report.facts):
+            if n in by_id and n not in want and n in report.step_results and not report.step_results[n].ok:
+                want.add(n)
+                todo.append(n)
+    return [s for s in report.steps if s.id in want]
+
+
+def repair(report: Report, paths: Paths, events: Events, *, confirm: Callable[[str], None],
+           jobs: int = 4) -> list[StepReport]:
+    """Apply the fix plan with the engine (needs respected, independent steps side by side),
+    each step verified as in ``up``. ``confirm(question)`` raises when the user says no or
+    cannot be asked. Refuses like ``up`` on an unsupported OS or a sudo that asks for a
+    password, and asks for Anaconda's terms like ``up``. Raises the first step error with
+    ``err.reports``."""
+    from mlops_env import engine
+    from mlops_env.pipeline import _preflight, _terms
+    from mlops_env.steps import StepContext
+
+    if not report.fixable_steps():
+        return []
+    steps = fix_plan(report)
+    if report.target.mode == "local":
+        return _repair_local(report, paths, events, steps, confirm, jobs)
+    transport = report.transport
+    assert transport is not None, "diagnose(keep_transport=True) before repair"
+    ctx = StepContext(transport=transport, facts=report.facts, options=report.options, record=report.target.record,
+                      paths=paths, endpoint=report.target.endpoint,
+                      on_line=lambda sid, line: events.step("line", sid, line=line))
+    plan = engine.Plan(report.facts, dict(report.step_results), steps)
+    _preflight(plan, ctx)
+    confirm(_question(report, ctx, steps))
+    ctx.options = _terms(plan, ctx, events)
+    return engine.apply(ctx, plan, jobs=jobs, on_event=events.step, abort=transport.close)
+
+
+def _question(report: Report, ctx: StepContext, steps: Sequence[Step]) -> str:
+    lines = [f"doctor --fix will change {report.target.label}:"]
+    for s in steps:
+        try:
+            what = s.describe_apply(ctx)
+        except Exception:  # noqa: BLE001 - a description must not stop the question
+            what = s.title
+        lines.append(f"  {s.id}: {what}")
+    lines.append("Go ahead?")
+    return "\n".join(lines)
+
+
+def _repair_local(report: Report, paths: Paths, events: Events, steps: Sequence[Step],
+                  confirm: Callable[[str], None], jobs: int) -> list[StepReport]:
+    """This machine: the box steps through a local transport; the ssh-config step once per
+    known workstation (its Host block and the Include line)."""
+    from mlops_env import engine
+    from mlops_env.pipeline import SshConfigStep, _preflight, _terms
+    from mlops_env.state import Store
+    from mlops_env.steps import StepContext
+    from mlops_env.transport.local import LocalTransport
+
+    box_steps = [s for s in steps if not s.local]
+    transport = report.transport or LocalTransport()
+    ctx = StepContext(transport=transport, facts=report.facts, options=report.options, record=report.target.record,
+                      paths=paths, endpoint=report.target.endpoint,
+                      on_line=lambda sid, line: events.step("line", sid, line=line))
+    plan = engine.Plan(report.facts, dict(report.step_results), box_steps)
+    if box_steps:
+        _preflight(plan, ctx)
+    cfg_fix = "ssh-config" in report.fixable_steps()
+    shown = list(box_steps) + ([SshConfigStep()] if cfg_fix else [])
+    confirm(_question(report, ctx, shown) if box_steps else
+            "doctor --fix will write mlops-env's Host blocks and the Include line in ~/.ssh/config.\nGo ahead?")
+    out: list[StepReport] = []
+    if box_steps:
+        ctx.options = _terms(plan, ctx, events)
+        out += engine.apply(ctx, plan, jobs=jobs, on_event=events.step)
+    if cfg_fix:
+        for rec in Store(paths).all():
+            if rec.endpoint is None:
+                continue
+            rctx = _record_ctx(rec, paths, report.options)
+            step = SshConfigStep()
+            res = step.check_local(rctx)
+            out += engine.apply(rctx, engine.Plan(report.facts, {step.id: res}, [step]), on_event=events.step)
+    return out

@@ -1,0 +1,420 @@
+"""Checks of this machine's side only (category ``local``): the SSH client and config, the
+tool's key and ``~/.ssh`` permissions, VS Code and its Remote-SSH extension, AWS credentials.
+
+Pure helpers (``aws_source``, ``aws_region``, ``sso_status``, ``perm_problems``,
+``remote_ssh_from_*``) are unit-tested on captured inputs; the ``*_check`` functions read files
+or run a program with a short timeout. Nothing here writes anything. boto3 is imported only
+when credentials are configured (it costs about 0.3 s).
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops_env.doctor.parse import FAIL, OK, SKIP, WARN, Check
+
+if TYPE_CHECKING:
+    from mlops_env.paths import Paths
+    from mlops_env.sshconfig import HostEntry
+
+AWS_TIMEOUT = 2.0  # seconds for the whole STS check (connect + read, one attempt)
+CODE_TIMEOUT = 5.0  # `code --list-extensions` (only when the extension folder is not found)
+REMOTE_SSH = "ms-vscode-remote.remote-ssh"
+
+
+def timed(fn: Callable[[], Check | list[Check]]) -> list[Check]:
+    """Run a check function; give its checks the time it took (when they have none)."""
+    t0 = time.monotonic()
+    out = fn()
+    secs = time.monotonic() - t0
+    items = out if isinstance(out, list) else [out]
+    return [c if c.seconds else Check(c.id, c.status, c.message, c.hint, secs, c.step) for c in items]
+
+
+def bounded(fn: Callable[[], list[Check]], timeout: float, ids: Sequence[str], what: str) -> list[Check]:
+    """Run ``fn`` in a daemon thread; past ``timeout``, report it instead of waiting (the
+    thread is abandoned: it cannot keep the process alive)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["v"] = fn()
+        except Exception as e:  # noqa: BLE001 - a check reports, it never crashes doctor
+            box["e"] = e
+
+    t = threading.Thread(target=run, daemon=True, name=f"doctor-{ids[0]}")
+    t0 = time.monotonic()
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        return [Check(i, WARN, f"{what}: no answer within {timeout:.0f} s", None, time.monotonic() - t0)
+                for i in ids]
+    if "e" in box:
+        e = box["e"]
+        return [Check(ids[0], WARN, f"{what} failed: {type(e).__name__}: {e}", None, time.monotonic() - t0)]
+    return list(box["v"])
+
+
+# -- AWS ---------------------------------------------------------------------------------------
+_CRED_KEYS = ("aws_access_key_id", "sso_session", "sso_start_url", "credential_process", "role_arn",
+              "web_identity_token_file", "credential_source")
+
+
+def _ini(text: str) -> configparser.RawConfigParser:
+    cp = configparser.RawConfigParser(strict=False, interpolation=None)
+    try:
+        cp.read_string(text)
+    except configparser.Error:
+        pass
+    return cp
+
+
+def aws_profile(env: Mapping[str, str]) -> str:
+    return env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE") or "default"
+
+
+def _profile_section(cp: configparser.RawConfigParser, profile: str, config: bool) -> Mapping[str, str]:
+    names = ([profile] if profile == "default" else []) + ([f"profile {profile}"] if config else [profile])
+    for n in names:
+        if cp.has_section(n):
+            return dict(cp.items(n))
+    return {}
+
+
+def aws_source(env: Mapping[str, str], credentials_text: str, config_text: str) -> str | None:
+    """Where boto3 would find credentials, decided without boto3; None when none is configured.
+    (An EC2 instance role cannot be seen without the network: it reads as "none".)"""
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        return "environment variables"
+    if env.get("AWS_WEB_IDENTITY_TOKEN_FILE") or env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") \
+            or env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        return "the environment (web identity or container credentials)"
+    profile = aws_profile(env)
+    creds = _profile_section(_ini(credentials_text), profile, config=False)
+    if creds.get("aws_access_key_id"):
+        return f"profile {profile} (credentials file)"
+    conf = _profile_section(_ini(config_text), profile, config=True)
+    for k in _CRED_KEYS:
+        if conf.get(k):
+            kind = "SSO" if k.startswith("sso") else k.replace("_", " ")
+            return f"profile {profile} ({kind})"
+    return None
+
+
+def aws_region(env: Mapping[str, str], config_text: str) -> tuple[str | None, str]:
+    """(region, where it is set)."""
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if env.get(var):
+            return env[var], var
+    profile = aws_profile(env)
+    conf = _profile_section(_ini(config_text), profile, config=True)
+    if conf.get("region"):
+        return conf["region"], f"profile {profile}"
+    return None, ""
+
+
+def uses_sso(env: Mapping[str, str], config_text: str) -> bool:
+    conf = _profile_section(_ini(config_text), aws_profile(env), config=True)
+    return bool(conf.get("sso_session") or conf.get("sso_start_url"))
+
+
+def _parse_time(text: str) -> datetime | None:
+    s = text.strip().replace("UTC", "Z")
+    if s.endswith("Z"):
+        s = s[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def sso_status(cache_docs: Iterable[Mapping[str, Any]], now: datetime) -> Check:
+    """From the AWS CLI's SSO token cache (``~/.aws/sso/cache/*.json``): the latest access
+    token's time left. Client-registration files (no ``accessToken``) are ignored."""
+    expiries = [e for e in (_parse_time(str(d.get("expiresAt", ""))) for d in cache_docs
+                            if d.get("accessToken")) if e is not None]
+    if not expiries:
+        return Check("local.aws-sso", WARN, "SSO is configured but there is no SSO login yet",
+                     "`aws sso login`")
+    left = (max(expiries) - now).total_seconds()
+    if left <= 0:
+        return Check("local.aws-sso", WARN, f"the SSO login expired {_ago(-left)} ago", "`aws sso login`")
+    if left < 3600:
+        return Check("local.aws-sso", WARN, f"the SSO login expires in {left / 60:.0f} min",
+                     "`aws sso login` before a long `up ec2`")
+    return Check("local.aws-sso", OK, f"SSO login valid for {left / 3600:.1f} h")
+
+
+def _ago(s: float) -> str:
+    return f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.0f} h" if s < 172800 else f"{s / 86400:.0f} days"
+
+
+def sts_check(timeout: float = AWS_TIMEOUT, region: str | None = None) -> Check:
+    """``sts get-caller-identity`` with one attempt and short timeouts."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    cfg = Config(connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 1})
+    try:
+        sts = boto3.session.Session().client("sts", config=cfg, region_name=region or "us-east-1")
+        ident = sts.get_caller_identity()
+    except ClientError as e:
+        code = e.response.get("Error", {}).get("Code", "")
+        msg = e.response.get("Error", {}).get("Message", str(e))
+        hint = "`aws sso login`" if "Expired" in code or "expired" in msg else "`aws configure` (or `aws sso login`)"
+        return Check("local.aws-credentials", WARN, f"AWS refused the credentials: {code}: {msg}", hint)
+    except BotoCoreError as e:
+        name = type(e).__name__
+        if "Token" in name or "SSO" in name:
+            return Check("local.aws-credentials", WARN, f"the SSO login is not usable: {e}", "`aws sso login`")
+        if "NoCredentials" in name:
+            return Check("local.aws-credentials", WARN, "no AWS credentials found", "`aws configure` or `aws sso login`")
+        return Check("local.aws-credentials", WARN, f"cannot reach AWS STS: {e}",
+                     "check the network or proxy (only `up ec2` needs AWS)")
+    arn = str(ident.get("Arn", ""))
+    return Check("local.aws-credentials", OK, f"valid: account {ident.get('Account')} ({arn.split(':')[-1]})")
+
+
+def aws_checks(env: Mapping[str, str], home: Path, *, timeout: float = AWS_TIMEOUT,
+               now: datetime | None = None) -> list[Check]:
+    def read(p: str | None, default: Path) -> str:
+        try:
+            return Path(p).read_text(encoding="utf-8") if p else default.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return ""
+
+    creds = read(env.get("AWS_SHARED_CREDENTIALS_FILE"), home / ".aws" / "credentials")
+    conf = read(env.get("AWS_CONFIG_FILE"), home / ".aws" / "config")
+    source = aws_source(env, creds, conf)
+    region, region_src = aws_region(env, conf)
+    if source is None:
+        return [Check("local.aws-credentials", WARN, "no AWS credentials configured (only `up ec2` needs them)",
+                      "`aws configure`, or `aws configure sso` and `aws sso login`"),
+                Check("local.aws-sso", SKIP, "no AWS credentials"),
+                Check("local.aws-region", SKIP, "no AWS credentials")]
+    out: list[Check] = []
+    if uses_sso(env, conf):
+        docs = []
+        for f in sorted((home / ".aws" / "sso" / "cache").glob("*.json")):
+            try:
+                d = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(d, dict):
+                docs.append(d)
+        out.append(sso_status(docs, now or datetime.now(timezone.utc)))
+    else:
+        out.append(Check("local.aws-sso", SKIP, "no SSO login configured"))
+    if region:
+        out.append(Check("local.aws-region", OK, f"region {region} (from {region_src})"))
+    else:
+        out.append(Check("local.aws-region", WARN, "no AWS region set",
+                         "`aws configure set region eu-west-1` (or set AWS_REGION)"))
+    sts = bounded(lambda: [sts_check(timeout, region)], timeout * 2 + 1.0, ["local.aws-credentials"],
+                  "the AWS STS check")
+    first = sts[0]
+    out.insert(0, Check(first.id, first.status, f"{first.message} [{source}]", first.hint, first.seconds))
+    return out
+
+
+# -- SSH ---------------------------------------------------------------------------------------
+def ssh_client_check() -> Check:
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        return Check("local.ssh-client", FAIL, "the OpenSSH client `ssh` is not installed (VS Code Remote-SSH needs it)",
+                     "install it: `sudo apt-get install openssh-client` (macOS and Windows 10+ ship it)")
+    try:
+        p = subprocess.run([ssh, "-V"], capture_output=True, text=True, timeout=3, check=False)  # noqa: S603
+        version = (p.stderr or p.stdout).strip().split(",")[0]
+    except (OSError, subprocess.TimeoutExpired):
+        version = ""
+    return Check("local.ssh-client", OK, f"{version or 'ssh'} ({ssh})")
+
+
+def ssh_include_check(paths: Paths, has_workstations: bool, fix: str) -> Check:
+    from mlops_env import sshconfig
+    from mlops_env.errors import MlopsError
+
+    try:
+        status = sshconfig.check_include(paths)
+        line = sshconfig.include_line(paths)
+    except MlopsError as e:
+        return Check("local.ssh-include", FAIL, e.message, e.hint)
+    if status == "unchanged":
+        return Check("local.ssh-include", OK, "~/.ssh/config includes mlops-env's SSH config first")
+    if not has_workstations:
+        return Check("local.ssh-include", SKIP, "no workstations yet (`up` adds the Include line)")
+    if status == "moved":
+        return Check("local.ssh-include", FAIL, "mlops-env's Include line in ~/.ssh/config comes after your own "
+                     "Host/Match lines or options, which then win", f"move `{line}` to the top; or {fix}",
+                     step="ssh-config")
+    return Check("local.ssh-include", FAIL, "~/.ssh/config does not include mlops-env's SSH config: "
+                 "`ssh mlops-NAME` and VS Code cannot find the workstations",
+                 f"add `{line}` as the first line of ~/.ssh/config; or {fix}", step="ssh-config")
+
+
+def ssh_hosts_check(paths: Paths, entries: Sequence[HostEntry], include_ok: bool, fix: str) -> Check:
+    """Each workstation's Host block is in the tool's config (the ssh-config step's check) and
+    not shadowed by the user's own settings (``ssh -G``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlops_env import sshconfig
+
+    if not entries:
+        return Check("local.ssh-hosts", SKIP, "no workstations yet")
+    try:
+        missing = [e.alias for e in entries if sshconfig.check_upsert_host(paths, e)]
+    except Exception as e:  # noqa: BLE001 - an unreadable tool config is a finding
+        return Check("local.ssh-hosts", FAIL, str(getattr(e, "message", e)), getattr(e, "hint", None),
+                     step="ssh-config")
+    if missing:
+        return Check("local.ssh-hosts", FAIL, f"Host block missing or outdated for {', '.join(missing)} "
+                     f"in {paths.ssh_config}", fix, step="ssh-config")
+    if not include_ok:
+        return Check("local.ssh-hosts", SKIP, "ssh does not read mlops-env's config yet (the Include line)")
+    with ThreadPoolExecutor(max_workers=min(8, len(entries))) as pool:
+        reports = list(pool.map(lambda e: sshconfig.find_overrides(e, paths=paths), entries))
+    warnings = [w for r in reports for w in r.warnings]
+    skipped = next((r.skipped for r in reports if r.skipped), None)
+    if warnings:
+        return Check("local.ssh-hosts", WARN, "; ".join(warnings),
+                     "limit your own `Host *`/`Match` settings to your other hosts, or put them below "
+                     "mlops-env's Include line")
+    if skipped:
+        return Check("local.ssh-hosts", SKIP, skipped)
+    aliases = ", ".join(e.alias for e in entries[:4]) + (" ..." if len(entries) > 4 else "")
+    return Check("local.ssh-hosts", OK, f"`ssh {aliases}` use mlops-env's settings (checked with ssh -G)")
+
+
+def ssh_key_check(paths: Paths) -> Check:
+    from mlops_env.keys import check_keypair
+
+    kc = check_keypair(paths)
+    if not kc.exists and not kc.problems:
+        return Check("local.ssh-key", SKIP, "no mlops-env key yet (the first `up` makes it)")
+    if kc.problems:
+        cmds = [f"chmod 700 {paths.keys_dir}", f"chmod 600 {paths.keys_dir / 'id_ed25519'}"]
+        hint = "`" + " && ".join(cmds) + "`" if any("mode" in p for p in kc.problems) else None
+        return Check("local.ssh-key", FAIL, "; ".join(kc.problems), hint)
+    assert kc.keypair is not None
+    return Check("local.ssh-key", OK, f"mlops-env key {kc.keypair.fingerprint} (0600 in a 0700 folder)")
+
+
+def perm_problems(items: Iterable[tuple[str, str, int, int]], uid: int) -> list[tuple[str, str, str]]:
+    """(status, problem, fix) for ``(path, kind, mode, owner uid)`` items; kind is ``sshdir``,
+    ``config`` or ``key``. What OpenSSH itself refuses is a fail; the rest a warning."""
+    out: list[tuple[str, str, str]] = []
+    for path, kind, mode, owner in items:
+        m = stat.S_IMODE(mode)
+        if owner not in (uid, 0):
+            out.append((FAIL, f"{path} belongs to another user (uid {owner}): ssh refuses it",
+                        f"`sudo chown {uid} {path}`"))
+        elif kind == "config" and m & 0o022:
+            out.append((FAIL, f"{path} is writable by others ({m:04o}): ssh refuses it "
+                        "(\"Bad owner or permissions\")", f"`chmod 600 {path}`"))
+        elif kind == "key" and m & 0o077:
+            out.append((FAIL, f"the private key {path} is readable by others ({m:04o}): ssh ignores it "
+                        "(\"UNPROTECTED PRIVATE KEY FILE\")", f"`chmod 600 {path}`"))
+        elif kind == "sshdir" and m & 0o022:
+            out.append((WARN, f"{path} is writable by others ({m:04o})", f"`chmod 700 {path}`"))
+    return out
+
+
+_PRIVATE_KEY = re.compile(r"^id_[a-z0-9_]+$|\.pem$")
+
+
+def ssh_perms_check(home: Path, identities: Iterable[str]) -> Check:
+    items: list[tuple[str, str, int, int]] = []
+    d = home / ".ssh"
+    paths = [(d, "sshdir"), (d / "config", "config")]
+    try:
+        paths += [(p, "key") for p in sorted(d.iterdir()) if _PRIVATE_KEY.search(p.name)]
+    except OSError:
+        pass
+    paths += [(Path(i), "key") for i in identities]
+    seen: set[str] = set()
+    for p, kind in paths:
+        if str(p) in seen:
+            continue
+        seen.add(str(p))
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        items.append((str(p), kind, st.st_mode, st.st_uid))
+    problems = perm_problems(items, os.getuid())
+    if not items:
+        return Check("local.ssh-perms", SKIP, "no ~/.ssh yet")
+    if not problems:
+        return Check("local.ssh-perms", OK, f"~/.ssh and {len(items) - 1} file(s) in it have safe permissions")
+    status = FAIL if any(s == FAIL for s, _, _ in problems) else WARN
+    return Check("local.ssh-perms", status, "; ".join(p for _, p, _ in problems),
+                 " && ".join(f for _, _, f in problems).replace("` && `", " && "))
+
+
+# -- VS Code -----------------------------------------------------------------------------------
+def remote_ssh_from_dirs(names: Iterable[str]) -> str | None:
+    """The Remote-SSH version from extension folder names (``ms-vscode-remote.remote-ssh-0.110.1``;
+    ``remote-ssh-edit`` is another extension)."""
+    best = None
+    for n in names:
+        m = re.match(rf"^{re.escape(REMOTE_SSH)}-(\d[\w.+-]*)$", n, re.I)
+        if m:
+            best = m.group(1)
+    return best
+
+
+def remote_ssh_from_list(text: str) -> bool:
+    """Whether ``code --list-extensions`` lists Remote-SSH (ids, maybe ``@version``)."""
+    return any(ln.strip().split("@")[0].lower() == REMOTE_SSH for ln in text.splitlines())
+
+
+def vscode_checks(home: Path, *, timeout: float = CODE_TIMEOUT) -> list[Check]:
+    code = shutil.which("code")
+    out = []
+    if code:
+        out.append(Check("local.vscode", OK, f"VS Code's `code` command: {code}"))
+    else:
+        out.append(Check("local.vscode", WARN, "VS Code's `code` command is not on PATH",
+                         "install VS Code (https://code.visualstudio.com); on macOS, in VS Code run "
+                         "'Shell Command: Install code command in PATH'"))
+    names: list[str] = []
+    for d in (home / ".vscode" / "extensions", home / ".vscode-insiders" / "extensions"):
+        try:
+            names += [p.name for p in d.iterdir()]
+        except OSError:
+            pass
+    version = remote_ssh_from_dirs(names)
+    if version:
+        out.append(Check("local.vscode-remote-ssh", OK, f"Remote-SSH {version}"))
+        return out
+    listed = False
+    if code:  # the slow way (VS Code's CLI starts Electron): only when the folder is elsewhere
+        try:
+            p = subprocess.run([code, "--list-extensions"], capture_output=True, text=True,  # noqa: S603
+                               timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+            listed = remote_ssh_from_list(p.stdout)
+        except (OSError, subprocess.TimeoutExpired):
+            out.append(Check("local.vscode-remote-ssh", WARN,
+                             f"`code --list-extensions` did not answer within {timeout:.0f} s", None))
+            return out
+    if listed:
+        out.append(Check("local.vscode-remote-ssh", OK, "Remote-SSH installed"))
+    else:
+        out.append(Check("local.vscode-remote-ssh", WARN, "VS Code's Remote-SSH extension is not installed",
+                         f"`code --install-extension {REMOTE_SSH}`"))
+    return out
