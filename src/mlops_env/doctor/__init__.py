@@ -496,7 +496,7 @@ def fix_plan(report: Report) -> list[Step]:
     """The steps ``--fix`` applies: those behind failing checks, plus the steps they need whose
     own checks fail too, in ``up``'s order."""
     by_id = {s.id: s for s in report.steps}
-    want = set(report.fixable_steps())
+    want = {i for i in report.fixable_steps() if i in by_id}  # local mode: ssh-config is per record
     todo = list(want)
     while todo:
         s = by_id[todo.pop()]

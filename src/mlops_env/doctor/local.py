@@ -59,7 +59,7 @@ def bounded(fn: Callable[[], list[Check]], timeout: float, ids: Sequence[str], w
     t.start()
     t.join(timeout)
     if t.is_alive():
-        return [Check(i, WARN, f"{what}: no answer within {timeout:.0f} s", None, time.monotonic() - t0)
+        return [Check(i, WARN, f"{what}: no answer within {timeout:g} s", None, time.monotonic() - t0)
                 for i in ids]
     if "e" in box:
         e = box["e"]
@@ -238,7 +238,8 @@ def ssh_client_check() -> Check:
         return Check("local.ssh-client", FAIL, "the OpenSSH client `ssh` is not installed (VS Code Remote-SSH needs it)",
                      "install it: `sudo apt-get install openssh-client` (macOS and Windows 10+ ship it)")
     try:
-        p = subprocess.run([ssh, "-V"], capture_output=True, text=True, timeout=3, check=False)  # noqa: S603
+        p = subprocess.run([ssh, "-V"], capture_output=True, text=True, timeout=3, check=False,  # noqa: S603
+                           stdin=subprocess.DEVNULL)
         version = (p.stderr or p.stdout).strip().split(",")[0]
     except (OSError, subprocess.TimeoutExpired):
         version = ""
@@ -366,6 +367,25 @@ def ssh_perms_check(home: Path, identities: Iterable[str]) -> Check:
                  " && ".join(f for _, _, f in problems).replace("` && `", " && "))
 
 
+def run_quick(argv: Sequence[str], timeout: float) -> str:
+    """stdout of ``argv``; past ``timeout`` its whole process group is killed (a launcher
+    script's children too) and ``TimeoutExpired`` raised."""
+    import signal
+
+    proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,  # noqa: S603
+                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        raise
+    return out
+
+
 # -- VS Code -----------------------------------------------------------------------------------
 def remote_ssh_from_dirs(names: Iterable[str]) -> str | None:
     """The Remote-SSH version from extension folder names (``ms-vscode-remote.remote-ssh-0.110.1``;
@@ -405,13 +425,14 @@ def vscode_checks(home: Path, *, timeout: float = CODE_TIMEOUT) -> list[Check]:
     listed = False
     if code:  # the slow way (VS Code's CLI starts Electron): only when the folder is elsewhere
         try:
-            p = subprocess.run([code, "--list-extensions"], capture_output=True, text=True,  # noqa: S603
-                               timeout=timeout, check=False, stdin=subprocess.DEVNULL)
-            listed = remote_ssh_from_list(p.stdout)
-        except (OSError, subprocess.TimeoutExpired):
+            listed = remote_ssh_from_list(run_quick([code, "--list-extensions"], timeout))
+        except subprocess.TimeoutExpired:
             out.append(Check("local.vscode-remote-ssh", WARN,
-                             f"`code --list-extensions` did not answer within {timeout:.0f} s", None))
+                             f"`code --list-extensions` did not answer within {timeout:g} s",
+                             f"check by hand: `code --list-extensions | grep -i {REMOTE_SSH}`"))
             return out
+        except OSError:
+            listed = False
     if listed:
         out.append(Check("local.vscode-remote-ssh", OK, "Remote-SSH installed"))
     else:
