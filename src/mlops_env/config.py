@@ -72,6 +72,37 @@ def _seconds(v: Any) -> int:
     return n
 
 
+def _pattern(regex: str, what: str) -> Callable[[Any], str]:
+    import re
+
+    rx = re.compile(regex)
+
+    def conv(v: Any) -> str:
+        s = _str(v).strip()
+        if not rx.match(s):
+            raise ValueError(f"expected {what}, got {v!r}")
+        return s
+
+    return conv
+
+
+def _disk_gb(v: Any) -> int:
+    n = int(v)
+    if not 20 <= n <= 2000:
+        raise ValueError("expected 20..2000 GB (the course needs about 20 GB: Anaconda, Docker images, data)")
+    return n
+
+
+def _cidr(v: Any) -> str:
+    import ipaddress
+
+    s = _str(v).strip()
+    try:
+        return str(ipaddress.ip_network(s, strict=True))
+    except ValueError as e:
+        raise ValueError(f"expected a CIDR such as 203.0.113.7/32 ({e})") from None
+
+
 @dataclass(frozen=True)
 class Option:
     name: str
@@ -95,6 +126,20 @@ UP_OPTIONS: dict[str, Option] = {o.name: o for o in [
            "smoke-test data: course (TLC files), sample (synthetic, offline), off"),
     Option("forward", True, _bool, "forward Jupyter (8888) and MLflow (5000) ports in the SSH config"),
     Option("ssh_timeout", 60, _seconds, "seconds to wait for the box's SSH server"),
+    Option("region", None, _pattern(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$", "an AWS region such as eu-west-1"),
+           "ec2: AWS region (default: AWS_REGION or the profile's region)"),
+    Option("profile", None, _pattern(r"^[A-Za-z0-9_.@+=,/-]{1,128}$", "an AWS profile name"),
+           "ec2: AWS profile (default: AWS_PROFILE or the default chain)"),
+    Option("instance_type", "t3.xlarge", _pattern(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$", "an instance type such as t3.xlarge"),
+           "ec2: instance type (t3.xlarge: 4 vCPU, 16 GiB, as the course needs)"),
+    Option("disk_gb", 30, _disk_gb, "ec2: root volume size in GB (gp3, encrypted; 20..2000)"),
+    Option("ami", "ubuntu-24.04", _pattern(r"^(ubuntu-24\.04|ubuntu-22\.04|ami-[0-9a-f]{8,17})$",
+                                           "ubuntu-24.04, ubuntu-22.04 or an ami-... id"),
+           "ec2: image: ubuntu-24.04, ubuntu-22.04 or an ami-... id"),
+    Option("spot", False, _bool, "ec2: a spot instance (cheaper, may be stopped by AWS) instead of on-demand"),
+    Option("allow_cidr", None, _cidr, "ec2: who may reach SSH (default: your public IP as /32)"),
+    Option("subnet", None, _pattern(r"^subnet-[0-9a-f]{8,17}$", "a subnet id such as subnet-0123abcd"),
+           "ec2: subnet to launch in (default: the default VPC's subnets)"),
 ]}
 
 

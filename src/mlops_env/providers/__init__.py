@@ -27,6 +27,8 @@ class Provisioned:
     ``host_key`` is the box's public host key line when the provider learned it through a
     trusted channel (the Docker API, cloud-init user data); ``None`` means the pipeline must
     establish trust itself (``up ssh``: fingerprint confirmation).
+    ``ready_timeout``: seconds a freshly booted box may need before sshd answers (a cloud
+    instance's first boot); the pipeline waits at least that long for the connection.
     """
 
     endpoint: Endpoint
@@ -34,6 +36,7 @@ class Provisioned:
     host_key: str | None = None
     provider_data: dict[str, Any] = field(default_factory=dict)
     detail: str = ""
+    ready_timeout: float | None = None
 
 
 class Provider(ABC):
@@ -41,6 +44,10 @@ class Provider(ABC):
 
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
+        # Set by the pipeline before ensure(): ask the user (honours --yes; False without a
+        # terminal) and show a warning. A provider never prints.
+        self.confirm: Callable[[str], bool] = lambda question: False
+        self.warn: Callable[[str], None] = lambda message: None
 
     @abstractmethod
     def plan(self, record: Record | None, options: Resolved) -> list[str]:
@@ -69,6 +76,24 @@ class Provider(ABC):
         raise UsageError(f"{self.kind} workstations cannot be started by mlops-env",
                          hint="start the box with its own tools")
 
+    def endpoint(self, record: Record) -> Endpoint | None:
+        """Where the box answers now (after ``start`` a cloud box has a new public IP), so
+        ``start`` can rewrite the SSH config; None when the provider cannot tell."""
+        return None
+
+    def discover(self, records: list[Record], hints: dict[str, Any]) -> list[dict[str, Any]]:
+        """Workstations this provider sees that local state does not know (``list``): rows
+        with at least ``name`` and ``state``. ``hints`` holds ``list``'s options (``region``...)."""
+        return []
+
+    def adopt(self, name: str, hints: dict[str, Any]) -> Record | None:
+        """A record for a workstation found outside local state (``down NAME --region R``
+        from another machine), or None when there is nothing of that name."""
+        return None
+
+
+PROVIDER_KINDS = ("docker", "ssh", "ec2")
+
 
 def get_provider(kind: str, paths: Paths) -> Provider:
     if kind == "docker":
@@ -79,4 +104,8 @@ def get_provider(kind: str, paths: Paths) -> Provider:
         from mlops_env.providers.ssh import SshProvider
 
         return SshProvider(paths)
-    raise UsageError(f"unknown provider {kind!r}", hint="use docker or ssh")
+    if kind == "ec2":
+        from mlops_env.providers.ec2 import Ec2Provider
+
+        return Ec2Provider(paths)
+    raise UsageError(f"unknown provider {kind!r}", hint="use docker, ssh or ec2")

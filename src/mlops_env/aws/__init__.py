@@ -1,0 +1,27 @@
+"""AWS plumbing for the EC2 provider (``providers/ec2.py``).
+
+- ``session``: one boto3 session per command (the standard credential chain: env, profiles,
+  SSO, instance roles), retry configuration, and the translation of every botocore failure
+  into one clear ``MlopsError`` line with the fix.
+- ``ec2``: the resources mlops-env makes (key pair, security group, instance), found by tag.
+- ``pricing``: hourly and disk prices (AWS Pricing API, dated fallback table).
+- ``netinfo``: the caller's public IP for the SSH rule, CIDR checks, the test address map.
+- ``cloudinit``: the user data that installs the host key we generated.
+
+boto3 is imported inside functions only: ``mlops-env --help`` must not load it.
+"""
+
+from __future__ import annotations
+
+# Tags on every resource mlops-env creates (set at creation time through TagSpecifications).
+TAG_NAME = "mlops-env:name"  # the workstation name: how `up`, `down` and `list` find things
+TAG_TOOL = "managed-by"  # the tool marker: `list` finds workstations local state does not know
+TOOL_VALUE = "mlops-env"
+TAG_HOST_KEY = "mlops-env:host-key"  # instance only: the public host key we generated (pinned)
+TAG_KEY_FP = "mlops-env:key-fingerprint"  # key pair only: which client key was imported
+TAG_VERSION = "mlops-env:version"
+
+
+def resource_name(name: str) -> str:
+    """``mlops-env-NAME``: the Name tag, key pair name and security group name."""
+    return f"mlops-env-{name}"
