@@ -41,6 +41,7 @@ class Events:
     confirm_host_key: Callable[[str], bool] = lambda question: False
     confirm_terms: Callable[[str], bool] = lambda question: False
     warn: Callable[[str], None] = lambda msg: None
+    confirm: Callable[[str], bool] = lambda question: False  # a provider's question; honours --yes
 
 
 @dataclass
@@ -52,6 +53,7 @@ class UpRequest:
     host_key_fingerprint: str | None = None
     dry_run: bool = False
     jobs: int = 4
+    provision_only: bool = False  # make the box exist and write the SSH config; no SSH connection
 
 
 class SshConfigStep(Step):
@@ -63,13 +65,7 @@ class SshConfigStep(Step):
     local = True
 
     def entry(self, ctx: StepContext) -> sshconfig.HostEntry:
-        ep = ctx.endpoint
-        return sshconfig.HostEntry(
-            alias=ctx.record.alias, hostname=ep.host, port=ep.port, user=ep.user,
-            identity_file=_abs(ep.identity_file), known_hosts_file=ctx.paths.known_hosts,
-            host_key_alias=ep.host_key_alias,
-            forwards=sshconfig.DEFAULT_FORWARDS if ctx.options["forward"] else (),
-        )
+        return ssh_entry(ctx.paths, ctx.record, ctx.endpoint, bool(ctx.options["forward"]))
 
     def check_local(self, ctx: StepContext) -> CheckResult:
         block = sshconfig.check_upsert_host(ctx.paths, self.entry(ctx))
@@ -95,6 +91,26 @@ def _abs(path: str) -> Any:
     from pathlib import Path
 
     return Path(path).expanduser().absolute()
+
+
+def ssh_entry(paths: Paths, record: Record, ep: Endpoint, forward: bool) -> sshconfig.HostEntry:
+    return sshconfig.HostEntry(
+        alias=record.alias, hostname=ep.host, port=ep.port, user=ep.user,
+        identity_file=_abs(ep.identity_file), known_hosts_file=paths.known_hosts,
+        host_key_alias=ep.host_key_alias,
+        forwards=sshconfig.DEFAULT_FORWARDS if forward else (),
+    )
+
+
+def refresh_ssh_config(paths: Paths, record: Record) -> bool:
+    """Rewrite the workstation's Host block for ``record.endpoint`` (after ``start`` moved the
+    box to a new address); True when the file changed."""
+    if record.endpoint is None:
+        return False
+    entry = ssh_entry(paths, record, record.endpoint, bool(record.options.get("forward", True)))
+    changed = sshconfig.upsert_host(paths, entry)
+    sshconfig.ensure_include(paths)
+    return changed
 
 
 def steps_for(options: Resolved) -> list[Step]:
@@ -194,6 +210,7 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
     # 1. the box exists
     t0 = time.monotonic()
     events.step("start", "provision", title=f"{req.provider} box", message="")
+    provider.confirm, provider.warn = events.confirm, events.warn
     prov = provider.ensure(record, opts, key, events.progress)
     record.endpoint = prov.endpoint
     record.provider_data.update(prov.provider_data)
@@ -215,10 +232,12 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
             knownhosts.pin(paths, ep.host_key_alias, prov.host_key, replace=True)
     elif not pinned:
         establish_trust(paths, ep, req.host_key_fingerprint, events, opts["ssh_timeout"])
+    if req.provision_only:
+        return _provision_only(req, record, reports, paths, store, events, t_total)
 
     # 3. one connection, facts + all checks in one round-trip
     events.progress(f"connecting to {ep.user}@{ep.host}:{ep.port}")
-    transport = connect(paths, ep, opts["ssh_timeout"])
+    transport = connect(paths, ep, max(opts["ssh_timeout"], prov.ready_timeout or 0))
     try:
         steps = steps_for(opts)
         ctx = StepContext(transport=transport, facts=Facts({}), options=opts, record=record,
@@ -254,6 +273,30 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
     data["warnings"] = warnings
     data["ssh_round_trips"] = round_trips
     data["ssh_connections"] = connects
+    return data
+
+
+def _provision_only(req: UpRequest, record: Record, reports: list[engine.StepReport], paths: Paths,
+                    store: Store, events: Events, t_total: float) -> dict[str, Any]:
+    """``--provision-only``: the box exists and its host key is pinned; write the SSH config
+    (the local ssh-config step alone) and stop: no connection, no bootstrap, no smoke test."""
+    assert record.endpoint is not None
+    step = SshConfigStep()
+    ctx = StepContext(transport=None, facts=Facts({}), options=req.options,  # type: ignore[arg-type]
+                      record=record, paths=paths, endpoint=record.endpoint)
+    t0 = time.monotonic()
+    events.step("start", step.id, title=step.title, message="")
+    check = step.check_local(ctx)
+    if not check.ok:
+        step.apply(ctx)
+    rep = engine.StepReport(step.id, step.title, engine.UNCHANGED if check.ok else engine.CHANGED,
+                            time.monotonic() - t0, step.check_local(ctx).message)
+    events.step("done", step.id, report=rep)
+    reports = [*reports, rep]
+    record.steps.update({r.id: r.as_dict() for r in reports})
+    store.save(record)
+    data = _data(record, reports, ctx, paths, t_total)
+    data["provision_only"] = True
     return data
 
 
@@ -322,6 +365,8 @@ def _data(record: Record, reports: list[engine.StepReport], ctx: StepContext, pa
         "code_command": code_command(record),
         "seconds": round(time.monotonic() - t_total, 3),
     }
+    if record.provider_data.get("cost"):
+        data["cost"] = record.provider_data["cost"]
     smoke = ctx.data.get("smoke")
     if smoke and isinstance(smoke.get("data"), dict):
         d = smoke["data"]

@@ -10,6 +10,9 @@ from mlops_env.cli import app, run_command
 
 Name = Annotated[str, typer.Argument(help="Workstation name (see `mlops-env list`).")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+Region = Annotated[str | None, typer.Option(
+    "--region", help="ec2: also look in this AWS region for workstations this machine does not know.")]
+Profile = Annotated[str | None, typer.Option("--profile", help="ec2: AWS profile for --region.")]
 
 
 def _load(name: str) -> tuple[Any, Any, Any]:
@@ -28,22 +31,30 @@ def _address(rec: Any) -> str:
 
 
 @app.command("list")
-def list_cmd(ctx: typer.Context) -> None:
-    """List the workstations this machine knows, with their live state."""
+def list_cmd(ctx: typer.Context, region: Region = None, profile: Profile = None) -> None:
+    """List the workstations this machine knows, with their live state (and, for EC2, the
+    ones in their regions or --region that this machine does not know)."""
 
     def body(ui: Any) -> Any:
+        from mlops_env.errors import MlopsError
         from mlops_env.paths import get_paths
-        from mlops_env.providers import get_provider
+        from mlops_env.providers import PROVIDER_KINDS, get_provider
         from mlops_env.state import Store
 
         paths = get_paths()
         rows = []
         providers: dict[str, Any] = {}
-        for rec in Store(paths).all():
+        records = Store(paths).all()
+        for rec in records:
             prov = providers.setdefault(rec.provider, get_provider(rec.provider, paths))
             live = prov.state(rec)
             rows.append({"name": rec.name, "provider": rec.provider, "alias": rec.alias,
                          "address": _address(rec), "state": live.get("state"), "phase": rec.phase})
+        for kind in PROVIDER_KINDS:
+            try:
+                rows += get_provider(kind, paths).discover(records, {"region": region, "profile": profile})
+            except MlopsError as e:
+                ui.warn(f"cannot list {kind} workstations: {e.message}", e.hint)
         if not ui.json_mode:
             if not rows:
                 ui.out.print("no workstations yet: try `mlops-env up docker`")
@@ -96,6 +107,8 @@ def status_cmd(ctx: typer.Context, name: Name) -> None:
                 f = data["facts"]
                 c.print(f"  box       {f.get('os_pretty')} {f.get('arch')}")
             c.print(f"  host key  {data['host_key'] or '(not pinned)'}")
+            for line in live.get("lines") or []:
+                c.print(f"  {line}")
             for s in data["steps"]:
                 c.print(f"  {s.get('id', ''):<11} {s.get('status', ''):<10} {s.get('message', '')}")
             if smoke:
@@ -179,7 +192,8 @@ def code_cmd(ctx: typer.Context, name: Name) -> None:
 
 @app.command("stop")
 def stop_cmd(ctx: typer.Context, name: Name, yes: Yes = False) -> None:
-    """Stop the workstation (docker: stop the container; its disk is kept)."""
+    """Stop the workstation (docker: stop the container; ec2: stop the instance, which ends
+    the hourly charge; the disk is kept)."""
 
     def body(ui: Any) -> Any:
         from mlops_env.providers import get_provider
@@ -196,30 +210,63 @@ def stop_cmd(ctx: typer.Context, name: Name, yes: Yes = False) -> None:
 
 @app.command("start")
 def start_cmd(ctx: typer.Context, name: Name) -> None:
-    """Start a stopped workstation (then `mlops-env up` refreshes its SSH config)."""
+    """Start a stopped workstation; when it comes back at a new address (EC2: a new public
+    IP) its SSH config entry is rewritten."""
 
     def body(ui: Any) -> Any:
+        from mlops_env.pipeline import refresh_ssh_config
         from mlops_env.providers import get_provider
 
         paths, store, rec = _load(name)
+        prov = get_provider(rec.provider, paths)
         with store.lock(name, "start"):
-            result = get_provider(rec.provider, paths).start(rec, ui.info)
-        ui.info(f"{name}: {result}; run `mlops-env up {rec.provider} {name}` to refresh the SSH config")
-        return {"name": name, "result": result}
+            result = prov.start(rec, ui.info)
+            store.save(rec)
+            ep = prov.endpoint(rec)
+            rewritten = False
+            if ep is not None:
+                rec.endpoint = ep
+                store.save(rec)
+                rewritten = refresh_ssh_config(paths, rec)
+        if ep is None:
+            ui.info(f"{name}: {result}; run `mlops-env up {rec.provider} {name}` to refresh the SSH config")
+        else:
+            how = "rewritten for" if rewritten else "unchanged:"
+            ui.info(f"{name}: {result}; SSH config {how} {ep.user}@{ep.host}:{ep.port} (`ssh {rec.alias}`)")
+        return {"name": name, "result": result, "address": _address(rec), "ssh_config_rewritten": rewritten}
 
     run_command(ctx, "start", body)
 
 
 @app.command("down")
-def down_cmd(ctx: typer.Context, name: Name, yes: Yes = False) -> None:
+def down_cmd(ctx: typer.Context, name: Name, yes: Yes = False, region: Region = None,
+             profile: Profile = None) -> None:
     """Remove the workstation and everything mlops-env made for it (docker: the container and
-    its volume; ssh: only mlops-env's records — nothing on the box is touched)."""
+    its volume; ec2: the instance, its disk, security group and key pair; ssh: only mlops-env's
+    records — nothing on the box is touched). With --region, also an EC2 workstation this
+    machine does not know."""
 
     def body(ui: Any) -> Any:
         from mlops_env import knownhosts, sshconfig
-        from mlops_env.providers import get_provider
+        from mlops_env.errors import NotFoundError
+        from mlops_env.providers import PROVIDER_KINDS, get_provider
 
-        paths, store, rec = _load(name)
+        try:
+            paths, store, rec = _load(name)
+        except NotFoundError:
+            if not region:
+                raise
+            from mlops_env.paths import get_paths
+            from mlops_env.state import Store
+
+            paths = get_paths()
+            store = Store(paths)
+            found = (get_provider(k, paths).adopt(name, {"region": region, "profile": profile})
+                     for k in PROVIDER_KINDS)
+            rec = next((r for r in found if r is not None), None)
+            if rec is None:
+                raise NotFoundError(f"no workstation {name!r} here nor in {region}",
+                                    hint="see `mlops-env list --region REGION`", code="unknown-workstation") from None
         prov = get_provider(rec.provider, paths)
         with store.lock(name, "down"):
             what = prov.describe_destroy(rec) + [f"SSH entry {rec.alias}, pinned host key, state"]
@@ -239,8 +286,8 @@ def down_cmd(ctx: typer.Context, name: Name, yes: Yes = False) -> None:
             inc = sshconfig.remove_include(paths)
             if inc in ("removed", "deleted"):
                 removed.append("Include line in ~/.ssh/config (no workstation left)")
-            store.delete(name)
-            removed.append("state")
+            if store.delete(name):
+                removed.append("state")
         ui.info(f"{name} removed: " + ", ".join(removed))
         return {"name": name, "removed": removed}
 

@@ -54,13 +54,16 @@ def _common(**kw: Any) -> dict[str, Any]:
         "docker_source": kw.get("docker_source"), "smoke_test": kw.get("smoke_test"),
         "forward": kw.get("forward"), "ssh_timeout": kw.get("ssh_timeout"),
         "image": kw.get("image"), "user": kw.get("user"),
+        "region": kw.get("region"), "profile": kw.get("profile"), "instance_type": kw.get("instance_type"),
+        "disk_gb": kw.get("disk_gb"), "ami": kw.get("ami"), "spot": kw.get("spot"),
+        "allow_cidr": kw.get("allow_cidr"), "subnet": kw.get("subnet"),
     }
 
 
 def _run_up(ctx: typer.Context, provider: str, name: str, flags: dict[str, Any], config: Path | None,
             dry_run: bool, yes: bool, jobs: int,
             provider_data: Callable[[], dict[str, Any]] | None = None,
-            fingerprint: str | None = None) -> None:
+            fingerprint: str | None = None, provision_only: bool = False) -> None:
     def body(ui: Any) -> Any:
         from mlops_env import config as cfg
         from mlops_env.cli.progress import StepView
@@ -73,7 +76,8 @@ def _run_up(ctx: typer.Context, provider: str, name: str, flags: dict[str, Any],
         opts = cfg.resolve(flags, config_path=config, default_config=paths.config_file)
         req = UpRequest(name=name, provider=provider, options=opts,
                         provider_data=provider_data() if provider_data else {},
-                        host_key_fingerprint=fingerprint, dry_run=dry_run, jobs=jobs)
+                        host_key_fingerprint=fingerprint, dry_run=dry_run, jobs=jobs,
+                        provision_only=provision_only)
         if dry_run:
             data = up(req, paths, Events())
             _print_dry_run(ui, data)
@@ -99,6 +103,7 @@ def _run_up(ctx: typer.Context, provider: str, name: str, flags: dict[str, Any],
                 progress=view.progress, step=view.step, warn=lambda m: ui.warn(m),
                 confirm_host_key=lambda q: ask(q, honour_yes=False),
                 confirm_terms=lambda q: ask(q, honour_yes=False),
+                confirm=lambda q: ask(q, honour_yes=True),
             )
             if not ui.json_mode:
                 ui.console.print(f"[bold]mlops-env up {provider} {name}[/bold]")
@@ -132,6 +137,8 @@ def _print_summary(ui: Any, data: dict[str, Any]) -> None:
     c = ui.out
     changed = sum(1 for s in data["steps"] if s["status"] == "changed")
     verdict = "ready, nothing to change" if changed == 0 else f"ready ({changed} steps changed)"
+    if data.get("provision_only"):
+        verdict = "provisioned (--provision-only: no bootstrap, no smoke test)"
     c.print(f"\n[bold green]{data['name']}[/bold green] is {verdict} in {data['seconds']:.1f}s")
     if data.get("smoke"):
         s = data["smoke"]
@@ -141,6 +148,10 @@ def _print_summary(ui: Any, data: dict[str, Any]) -> None:
     c.print(f"  connect      {data['ssh_command']}")
     c.print(f"  VS Code      {data['code_command']}")
     c.print("  Jupyter      http://localhost:8888 (forwarded while `ssh` is connected)")
+    cost = data.get("cost") or {}
+    if cost.get("hourly_usd") is not None:
+        c.print(f"  cost         ${cost['hourly_usd']:.4f}/hour while running ({cost.get('hourly_source')}); "
+                f"`mlops-env stop {data['name']}` when you are done")
     if ui.log_file:
         c.print(f"  log          {ui.log_file}")
 
@@ -193,3 +204,38 @@ def up_ssh(
         return data
 
     _run_up(ctx, "ssh", name, flags, config, dry_run, yes, jobs, target, host_key_fingerprint)
+
+
+@up_app.command("ec2")
+def up_ec2(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Workstation name ([a-z0-9-], 1-32).")] = "default",
+    region: Annotated[str | None, typer.Option(
+        "--region", help="AWS region (default: AWS_REGION or your profile's).")] = None,
+    profile: Annotated[str | None, typer.Option(
+        "--profile", help="AWS profile (default: AWS_PROFILE / the standard credential chain).")] = None,
+    instance_type: Annotated[str | None, typer.Option(
+        "--instance-type", help="Instance type (default t3.xlarge: 4 vCPU, 16 GiB).")] = None,
+    disk_gb: Annotated[int | None, typer.Option(
+        "--disk-gb", help="Root volume in GB, gp3, encrypted (default 30; 20..2000).")] = None,
+    ami: Annotated[str | None, typer.Option(
+        "--ami", help="ubuntu-24.04 (default), ubuntu-22.04 or an ami-... id.")] = None,
+    spot: Annotated[bool | None, typer.Option(
+        "--spot/--on-demand", help="A spot instance (cheaper; AWS may stop it) instead of on-demand.",
+        show_default=False)] = None,
+    allow_cidr: Annotated[str | None, typer.Option(
+        "--allow-cidr", metavar="CIDR", help="Who may reach SSH (default: your public IP as /32).")] = None,
+    subnet: Annotated[str | None, typer.Option(
+        "--subnet", metavar="SUBNET_ID", help="Subnet to launch in (default: the default VPC's).")] = None,
+    provision_only: Annotated[bool, typer.Option(
+        "--provision-only", help="Create or resume the instance and write the SSH config; no SSH "
+        "connection, no bootstrap, no smoke test.")] = False,
+    python_dist: PythonDist = None, accept_tos: AcceptTos = None, conda_installer: CondaInstaller = None,
+    conda_sha256: CondaSha = None, docker_source: DockerSource = None, smoke_test: SmokeTest = None,
+    forward: Forward = None, ssh_timeout: SshTimeout = None, config: ConfigFile = None,
+    dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 4,
+) -> None:
+    """A workstation on an AWS EC2 instance: SSH only from your IP, host key pinned from the
+    first connection, encrypted disk; stop/start/down manage its cost. See docs/ec2.md."""
+    flags = _common(**locals())
+    _run_up(ctx, "ec2", name, flags, config, dry_run, yes, jobs, provision_only=provision_only)
