@@ -42,18 +42,10 @@ TMP=$(mktemp -d) || exit 97
 trap 'rm -rf "$TMP"' EXIT
 NAMES=()
 
-now_ms() {
-  # bash 5 has EPOCHREALTIME (its decimal mark follows the locale); older bash: whole seconds.
-  if [ -n "${EPOCHREALTIME:-}" ]; then
-    local t=${EPOCHREALTIME//[.,]/}
-    echo $(( t / 1000 ))
-  else
-    echo $(( $(date +%s) * 1000 ))
-  fi
-}
-
 # probe NAME SECONDS COMMAND [ARGS...]: run in the background, bounded by SECONDS. COMMAND may
 # be one of the functions below (exported, so that `timeout` can run it through bash -c).
+# Forks are what a small box pays for here: the clock is read without one (bash 5's
+# EPOCHREALTIME; older bash reports 0 ms), and a program runs without an extra bash.
 probe() {
   local name=$1 secs=$2
   shift 2
@@ -63,24 +55,31 @@ probe() {
   fi
   NAMES+=("$name")
   (
-    start=$(now_ms); rc=0
-    if command -v timeout >/dev/null 2>&1; then
-      timeout -k 1 "$secs" bash -c '"$@"' probe "$@" >"$TMP/$name.out" 2>&1 </dev/null || rc=$?
+    t0=${EPOCHREALTIME:-0}; t0=${t0//[.,]/}; rc=0
+    if declare -F "$1" >/dev/null; then set -- bash -c '"$@"' probe "$@"; fi
+    if [ "$HAVE_TIMEOUT" = 1 ]; then
+      timeout -k 1 "$secs" "$@" >"$TMP/$name.out" 2>&1 </dev/null || rc=$?
     else
-      bash -c '"$@"' probe "$@" >"$TMP/$name.out" 2>&1 </dev/null || rc=$?
+      "$@" >"$TMP/$name.out" 2>&1 </dev/null || rc=$?
     fi
-    echo "$rc $(( $(now_ms) - start ))" >"$TMP/$name.rc"
+    t1=${EPOCHREALTIME:-0}; t1=${t1//[.,]/}
+    echo "$rc $(( (t1 - t0) / 1000 ))" >"$TMP/$name.rc"
   ) &
 }
+HAVE_TIMEOUT=0
+if command -v timeout >/dev/null 2>&1; then HAVE_TIMEOUT=1; fi
 
 finish() {
   wait || true
-  local n rc ms
+  local n rc ms line
   for n in "${NAMES[@]}"; do
     rc=125; ms=0
     [ -f "$TMP/$n.rc" ] && read -r rc ms <"$TMP/$n.rc"
     printf '@@ %s %s %s\n' "$n" "$rc" "$ms"
-    awk '{ if (substr($0, 1, 3) == "@@ ") print " " $0; else print }' "$TMP/$n.out"
+    while IFS= read -r line || [ -n "$line" ]; do
+      case "$line" in "@@ "*) line=" $line" ;; esac
+      printf '%s\n' "$line"
+    done <"$TMP/$n.out"
   done
 }
 
@@ -113,7 +112,16 @@ clock() {
 }
 virt() { systemd-detect-virt 2>/dev/null || true; }
 
-conda_version() { "$PREFIX/bin/conda" --version; }
+conda_version() {
+  # conda's own package record names its version: no Python start-up (`conda --version` takes
+  # about half a second on a real Anaconda, and the conda step's check runs it already)
+  local f
+  for f in "$PREFIX"/conda-meta/conda-[0-9]*.json; do
+    [ -e "$f" ] || break
+    f=${f##*/}; f=${f#conda-}; echo "conda ${f%%-*}"; return 0
+  done
+  "$PREFIX/bin/conda" --version
+}
 conda_elsewhere() {
   local d
   for d in "$HOME/anaconda3" "$HOME/miniconda3" "$HOME/miniforge3" "$HOME/mambaforge" /opt/conda; do
@@ -192,6 +200,16 @@ container_run() {
   echo "no image"
   return 3
 }
+compose_v1() {
+  local v
+  if ! command -v docker-compose >/dev/null 2>&1; then echo "docker-compose: not installed"; return 127; fi
+  # The distribution package's version needs no Python start-up (half a second on a small box).
+  v=$(dpkg-query -W -f='${db:Status-Abbrev} ${Version}' docker-compose 2>/dev/null || true)
+  case "$v" in
+    ii*) v=${v##* }; v=${v#*:}; echo "docker-compose version ${v%%-*}, from dpkg"; return 0 ;;
+  esac
+  docker-compose version
+}
 verified_stamp() { cat "$HOME/.mlops-env/docker-verified"; }
 
 http_head() {
@@ -216,7 +234,7 @@ curl_version() { curl --version | head -n 1; }
 
 export TIMEOUT
 export -f ncpu cpu_quota memory disk clock virt conda_version conda_elsewhere libraries \
-  shell_init docker_service groups_info docker_socket ssh_sessions container_run verified_stamp \
+  shell_init docker_service groups_info docker_socket ssh_sessions container_run compose_v1 verified_stamp \
   http_head listening git_version curl_version
 
 case "$mode" in
@@ -241,7 +259,7 @@ case "$mode" in
   docker)
     probe version 5 docker version
     probe compose_v2 5 docker compose version
-    probe compose_v1 5 docker-compose version
+    probe compose_v1 5 compose_v1
     probe service 3 docker_service
     probe groups 3 groups_info
     probe socket 3 docker_socket

@@ -171,3 +171,25 @@ def test_fix_refuses_an_unsupported_os_before_any_change(tmp_path: Path) -> None
     assert rep.transport is not None
     rep.transport.close()
     assert e.value.code == "unsupported-os" and box.mutating_calls(since=mark[0]) == []
+
+
+def test_conda_version_from_its_package_record_without_starting_conda(tmp_path: Path) -> None:
+    import subprocess
+
+    from mlops_env.doctor import parse
+    from mlops_env.paths import templates_dir
+
+    prefix = tmp_path / "anaconda3"
+    (prefix / "conda-meta").mkdir(parents=True)
+    (prefix / "conda-meta" / "conda-24.5.0-py312h06a4308_0.json").write_text("{}")
+    (prefix / "bin").mkdir()
+    (prefix / "bin" / "conda").write_text("#!/bin/sh\necho started >&2\nexit 99\n")
+    (prefix / "bin" / "conda").chmod(0o755)
+    p = subprocess.run(["bash", str(templates_dir() / "doctor.sh"), "python", "--prefix", str(prefix)],
+                       capture_output=True, text=True, check=True)
+    conda = parse.sections(p.stdout)["conda"]
+    assert (conda.rc, conda.text) == (0, "conda 24.5.0")
+    (prefix / "conda-meta" / "conda-24.5.0-py312h06a4308_0.json").unlink()  # the STAND-IN has none
+    p = subprocess.run(["bash", str(templates_dir() / "doctor.sh"), "python", "--prefix", str(prefix)],
+                       capture_output=True, text=True, check=True)
+    assert parse.sections(p.stdout)["conda"].rc == 99  # then it asks conda itself

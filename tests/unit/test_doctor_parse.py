@@ -391,6 +391,7 @@ def test_docker_version(text: str, rc: int, want: tuple[Any, ...]) -> None:
     ("/usr/lib/python3/dist-packages/paramiko/transport.py:237: CryptographyDeprecationWarning: Blowfish has "
      "been deprecated\n  \"class\": algorithms.Blowfish,\ndocker-compose version 1.29.2, build unknown\n", 0, "1.29.2"),
     ("docker-compose version 1.25.0, build unknown\n", 0, "1.25.0"),            # Ubuntu 20.04
+    ("docker-compose version 1.29.2, from dpkg\n", 0, "1.29.2"),                # doctor.sh's fast path
     ("docker: 'compose' is not a docker command.\nSee 'docker --help'\n", 1, None),  # docker 20.10 CLI
     ("docker: unknown command: docker compose\n", 1, None),                    # docker 28 CLI (captured)
 ])
