@@ -189,7 +189,7 @@ def run_command(ctx: typer.Context, name: str, body: Callable[[Any], Any]) -> No
 
 
 # Sub-command modules register themselves on ``app``; keep this list in sync with README.
-from mlops_env.cli import devcontainer, doctor, lifecycle, smoke, up  # noqa: E402,F401
+from mlops_env.cli import devcontainer, doctor, idlestop, lifecycle, smoke, up  # noqa: E402,F401
 
 
 def main() -> None:
