@@ -95,9 +95,6 @@ def remote(rounds: int) -> dict[str, Any]:
         if json.loads(p.stdout)["status"] != "ok":
             raise SystemExit(f"up ssh failed: {p.stdout[-2000:]}\n{p.stderr[-2000:]}")
         walls, doc = runs([str(BIN), "--json", "doctor", "bench"], env, rounds)
-        host_walls, host_doc = runs([str(BIN), "--json", "doctor", "--only", "system,python,docker,network,tools",
-                                     "--host", vm.host_spec, "--identity", str(vm.identity),
-                                     "--host-key-fingerprint", vm.host_key_fingerprint], env, rounds)
     finally:
         if vm is not None:
             try:
@@ -106,13 +103,10 @@ def remote(rounds: int) -> dict[str, Any]:
                 pass
         shutil.rmtree(tmp, ignore_errors=True)
     data = doc.get("data", {})
-    hdata = host_doc.get("data", {})
     return {"setup_s": setup_s, "wall_s": statistics.median(walls), "max_s": max(walls),
             "inside_s": data.get("seconds"), "ssh_connections": data.get("ssh_connections"),
             "ssh_round_trips": data.get("ssh_round_trips"), "checks": len(data.get("checks", [])),
-            "summary": data.get("summary"), "exit_code": doc.get("exit_code"),
-            "host_wall_s": statistics.median(host_walls), "host_ssh_connections": hdata.get("ssh_connections"),
-            "host_ssh_round_trips": hdata.get("ssh_round_trips")}
+            "summary": data.get("summary"), "exit_code": doc.get("exit_code")}
 
 
 def main() -> int:
@@ -136,14 +130,12 @@ def main() -> int:
         rows.append(("remote `doctor NAME` (ready box)", f"{r['wall_s']:.2f} s", f"max {r['max_s']:.2f} s",
                      f"{r['checks']} checks; {r['ssh_connections']} SSH connection, "
                      f"{r['ssh_round_trips']} round-trip", "< 2 s, 1 connection"))
-        rows.append(("remote `doctor --host` (box checks)", f"{r['host_wall_s']:.2f} s", "",
-                     f"{r['host_ssh_connections']} connections (host key probe + login), "
-                     f"{r['host_ssh_round_trips']} round-trip", ""))
     head = ("measure", "median", "worst", "detail", "target")
     w = [max(len(x[i]) for x in (head, *rows)) for i in range(5)]
     for row in (head, *rows):
         print("  ".join(c.ljust(w[i]) for i, c in enumerate(row)))
     print(f"\nlocal: {lo['summary']} (inside the process: {lo['inside_s']} s)")
+    print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     if "remote" in out:
         r = out["remote"]
         print(f"remote: {r['summary']}, exit {r['exit_code']} (inside the process: {r['inside_s']} s; "

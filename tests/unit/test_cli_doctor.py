@@ -95,6 +95,8 @@ def test_usage_errors(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-d
     assert r.exit_code == 2 and "not both" in envelope(r.stdout)["errors"][0]["message"]
     r = cli("--json", "doctor", "--identity", str(tmp_path))
     assert r.exit_code == 2 and "go with --host" in envelope(r.stdout)["errors"][0]["message"]
+    r = cli("--json", "doctor", "--host", "me@127.0.0.1", "--only", "local")
+    assert r.exit_code == 2 and envelope(r.stdout)["errors"][0]["code"] == "invalid-category"
     r = cli("--json", "doctor", "--host", "nobody")
     assert r.exit_code == 2 and envelope(r.stdout)["errors"][0]["code"] == "invalid-host"
     r = cli("--json", "doctor", "--host", "me@127.0.0.1")  # no --identity, and no mlops-env key yet
@@ -129,7 +131,7 @@ def test_local_only_report_human(cli) -> None:  # type: ignore[no-untyped-def]
     r = cli("doctor", "--only", "local")
     assert r.exit_code == 0, r.output  # warnings only: VS Code, AWS
     out = r.stdout
-    assert out.splitlines()[0] == "Doctor summary for this machine (-v shows every check)"
+    assert out.splitlines()[0] == "Doctor summary for this machine; -v shows every check"
     assert "[!] This machine:" in out
     assert "! no AWS credentials configured (only `up ec2` needs them)" in out
     assert "→ `aws configure`, or `aws configure sso` and `aws sso login`" in out

@@ -90,6 +90,9 @@ def _run(ui: Any, *, name: str | None, host: str | None, identity: Path | None, 
         raise UsageError("give a workstation NAME or --host, not both",
                          hint="`mlops-env doctor NAME` for a workstation mlops-env knows, "
                          "`mlops-env doctor --host USER@HOST` for any other box", code="usage")
+    if host and cats == ("local",):
+        raise UsageError("--host checks a box; the `local` category is about this machine",
+                         hint="`mlops-env doctor --only local` checks this machine", code="invalid-category")
     if (identity or fingerprint) and not host:
         raise UsageError("--identity and --host-key-fingerprint go with --host", code="usage",
                          hint="a known workstation uses its own key and pinned host key")
@@ -225,8 +228,8 @@ def _render(ui: Any, report: Any, *, fix_requested: bool) -> None:
     from rich.markup import escape
 
     c = ui.out
-    more = "" if ui.verbose else " (-v shows every check)"
-    c.print(f"[bold]Doctor summary for {escape(report.target.label)}[/bold]{more}")
+    more = "" if ui.verbose else "; -v shows every check"
+    c.print(f"[bold]Doctor summary for {escape(report.target.label)}[/bold]{more}", soft_wrap=True)
     for cat in report.categories:
         items = [ch for ch in report.checks if ch.category == cat]
         if not items:
