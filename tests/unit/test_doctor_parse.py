@@ -422,6 +422,17 @@ def test_docker_ce_with_compose_v2_and_a_permission_problem() -> None:
     assert bad["docker.access"].step is None and bad["docker.run"].status == SKIP
 
 
+def test_reachable_without_the_group() -> None:
+    """Rootless docker, Docker Desktop, a socket opened to the user: no group, no sudo needed."""
+    c = docker("dev is not in the docker group", version=DOCKER_IO_24_UBUNTU_2404,
+               compose_v2="Docker Compose version v2.24.6\n", service="systemd active",
+               groups="user dev\nuid 1000\nsession dev\ndatabase dev\ngroup docker:x:999:\n",
+               run=sec("run", "image hello-world\nHello from Docker!\n"))
+    a = c["docker.access"]
+    assert a.status == OK and "socket permissions, not the docker group" in a.message
+    assert "docker.step" not in c and not any(x.status == FAIL for x in c.values())
+
+
 def test_docker_run_failure_and_hang() -> None:
     base = {"version": DOCKER_IO_24_UBUNTU_2404, "compose_v2": "Docker Compose version v2.24.6\n",
             "service": "systemd active", "groups": GROUPS_OK}

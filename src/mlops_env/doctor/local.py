@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from mlops_env.paths import Paths
     from mlops_env.sshconfig import HostEntry
 
-AWS_TIMEOUT = 2.0  # seconds for the whole STS check (connect + read, one attempt)
+AWS_TIMEOUT = 1.5  # seconds to connect, and to read, for the STS check (one attempt)
 CODE_TIMEOUT = 5.0  # `code --list-extensions` (only when the extension folder is not found)
 REMOTE_SSH = "ms-vscode-remote.remote-ssh"
 
@@ -224,7 +224,7 @@ def aws_checks(env: Mapping[str, str], home: Path, *, timeout: float = AWS_TIMEO
     else:
         out.append(Check("local.aws-region", WARN, "no AWS region set",
                          "`aws configure set region eu-west-1` (or set AWS_REGION)"))
-    sts = bounded(lambda: [sts_check(timeout, region)], timeout * 2 + 1.0, ["local.aws-credentials"],
+    sts = bounded(lambda: [sts_check(timeout, region)], timeout + 1.0, ["local.aws-credentials"],
                   "the AWS STS check")
     first = sts[0]
     out.insert(0, Check(first.id, first.status, f"{first.message} [{source}]", first.hint, first.seconds))

@@ -641,16 +641,19 @@ def docker_checks(docker: CheckResult | None, secs: Mapping[str, Section], *,
     database = set(groups.get("database", "").split())
     in_db = "docker" in database
     in_session = "docker" in session
-    not_in_group = has("is not in the docker group")
+    has("is not in the docker group")
     has("cannot reach the docker daemon in this session")
     if uid == "0":
         checks.append(Check("docker.access", OK, "root uses the daemon directly"))
     elif daemon_down or ver.error == "timeout":
         checks.append(Check("docker.access", SKIP, "the daemon is not running"))
-    elif not in_db and (not_in_group or not ver.server):
+    elif ver.server:  # reached it just now, without sudo
+        how = "docker group" if in_session else "socket permissions, not the docker group"
+        checks.append(Check("docker.access", OK, f"{user} reaches the daemon without sudo ({how})"))
+    elif not in_db:
         checks.append(Check("docker.access", FAIL, f"{user} is not in the docker group: docker needs sudo",
                             f"`sudo usermod -aG docker {user}`, then log in again", step="docker"))
-    elif in_db and not in_session and not ver.server:
+    elif not in_session:
         if fresh_session:
             checks.append(Check("docker.access", FAIL,
                                 f"{user} is in the docker group, but a new login does not get it",
@@ -665,9 +668,6 @@ def docker_checks(docker: CheckResult | None, secs: Mapping[str, Section], *,
         sock = _sec(secs, "socket").text.strip().replace("\n", "; ")
         checks.append(Check("docker.access", FAIL, f"{user} cannot use the Docker socket ({sock})",
                             "`sudo systemctl restart docker.socket docker` resets its owner (root:docker, 660)"))
-    elif ver.server:
-        how = "docker group" if in_session else "socket permissions"
-        checks.append(Check("docker.access", OK, f"{user} reaches the daemon without sudo ({how})"))
     else:
         checks.append(Check("docker.access", FAIL, f"docker cannot reach the daemon: {ver.detail or 'unknown error'}",
                             "see `docker version` and `journalctl -u docker` on the box"))
