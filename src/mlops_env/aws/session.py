@@ -79,8 +79,11 @@ class Aws:
 
         quiet_sdk_logs()
         self.profile = profile or None
+        # botocore reads AWS_DEFAULT_REGION only; AWS_REGION is what the other AWS SDKs (and
+        # CLI v2) read, so it counts too, after --region and before the profile's region.
+        region = region or os.environ.get("AWS_REGION") or None
         try:
-            self.session = boto3.Session(profile_name=self.profile, region_name=region or None)
+            self.session = boto3.Session(profile_name=self.profile, region_name=region)
         except bx.ProfileNotFound:
             raise UsageError(
                 f"AWS profile {profile!r} not found",
@@ -94,8 +97,8 @@ class Aws:
         if not resolved:
             raise UsageError(
                 "no AWS region given",
-                hint="pass --region (for example --region eu-west-1), set AWS_REGION, or save one "
-                "in your profile: `aws configure set region eu-west-1`",
+                hint="pass --region (for example --region eu-west-1), set AWS_REGION or "
+                "AWS_DEFAULT_REGION, or save one in your profile: `aws configure set region eu-west-1`",
                 code="aws-no-region",
             )
         self.region: str = resolved

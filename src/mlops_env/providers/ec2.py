@@ -564,7 +564,7 @@ def _live(record: Record, inst: dict[str, Any], region: str) -> dict[str, Any]:
             parts.append(f"${compute:.2f} compute since the last start (${cost['hourly_usd']:.4f}/h)")
         if disk is not None:
             parts.append(f"${disk:.2f} disk since created")
-        lines.append("cost      " + " + ".join(parts) + f" [{cost.get('hourly_source', 'price source unknown')}]")
+        lines.append("cost      " + " + ".join(parts) + f" ({cost.get('hourly_source', 'price source unknown')})")
     info["lines"] = lines
     return info
 
