@@ -16,6 +16,8 @@ from mlops_env.sshconfig import alias_for
 from mlops_env.state import Record, Store
 
 LIVE = ["pending", "running", "stopping", "stopped", "shutting-down"]
+# The user's own ~/.ssh/config: `down` must leave these bytes as they were.
+USER_SSH_CONFIG = b"# my own settings\nHost work-server\n    HostName 10.0.0.7\n    User me\n"
 
 
 def closed_port() -> int:
@@ -101,3 +103,141 @@ def user_data_host_key(ec2: Any, instance_id: str) -> tuple[str, str]:
     assert text.startswith("#cloud-config\n")
     doc = yaml.safe_load(text)
     return doc["ssh_keys"]["ed25519_public"], doc["ssh_keys"]["ed25519_private"]
+
+
+# ------------------------------------------------------------------------ black-box helpers
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> dict[str, Any]:
+        import json
+
+        return dict(json.loads(self.stdout))
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return dict(self.json["data"])
+
+    @property
+    def error(self) -> dict[str, Any]:
+        return dict(self.json["errors"][0])
+
+
+def mlops_env_bin() -> str:
+    import sys
+
+    exe = Path(sys.executable).parent / "mlops-env"
+    assert exe.exists(), f"the mlops-env console script is not installed next to {sys.executable}"
+    return str(exe)
+
+
+@dataclass
+class User:
+    """One user of the INSTALLED mlops-env: own HOME and MLOPS_ENV_HOME, fake AWS credentials,
+    AWS_ENDPOINT_URL pointing at the moto launcher, and the test seams (docs/ec2.md)."""
+
+    home: Path
+    root: Path
+    endpoint: str
+    ip_lookup_url: str
+    ssh_target: str  # "127.0.0.1:PORT" for MLOPS_ENV_TEST_SSH_ADDRESS_MAP
+
+    @property
+    def env(self) -> dict[str, str]:
+        import os
+
+        e = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLOPS_ENV_"))}
+        e.pop("SSH_AUTH_SOCK", None)
+        e.update(HOME=str(self.home), MLOPS_ENV_HOME=str(self.root), NO_COLOR="1", COLUMNS="200",
+                 AWS_ENDPOINT_URL=self.endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                 AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+                 AWS_EC2_METADATA_DISABLED="true", AWS_REGION="eu-west-1",
+                 MLOPS_ENV_IP_LOOKUP_URL=self.ip_lookup_url,
+                 MLOPS_ENV_TEST_SSH_ADDRESS_MAP=f"*={self.ssh_target}")
+        return e
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.home / ".ssh" / "config"
+
+    def popen(self, *args: str, env: dict[str, str] | None = None) -> Any:
+        import subprocess
+
+        return subprocess.Popen([mlops_env_bin(), *args], env=env or self.env, stdin=subprocess.DEVNULL,  # noqa: S603
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def mlops(self, *args: str, timeout: float = 600, env: dict[str, str] | None = None) -> Run:
+        import subprocess
+
+        p = subprocess.run([mlops_env_bin(), *args], env=env or self.env, capture_output=True, text=True,  # noqa: S603
+                           timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+        return Run(p.returncode, p.stdout, p.stderr)
+
+    def ssh(self, alias: str, *command: str, timeout: float = 60) -> Any:
+        """The system OpenSSH client with only the config mlops-env wrote."""
+        import subprocess
+
+        return subprocess.run(["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", alias, *command],  # noqa: S603,S607
+                              env=self.env, capture_output=True, text=True, timeout=timeout, check=False,
+                              stdin=subprocess.DEVNULL)
+
+
+class Forwarder:
+    """A loopback TCP forwarder: the box "moved" to another address (after stop/start)."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self.target = ("127.0.0.1", target_port)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = int(self.sock.getsockname()[1])
+        self.connections = 0
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: Any, b: Any) -> None:
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(2)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
