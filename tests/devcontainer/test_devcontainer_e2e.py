@@ -162,7 +162,7 @@ class DevContainer:
     def exec(self, *cmd: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """`devcontainer exec`: as the remote user, with the container's and remote env."""
         return subprocess.run([self.cli, "exec", "--workspace-folder", str(self.workspace),
-                               "--config", str(self.config), *_id_labels(), *cmd],
+                               "--config", str(self.config), *_id_labels(self.workspace), *cmd],
                               capture_output=True, text=True, check=False, timeout=timeout)
 
     def read(self, path: str) -> str:
@@ -171,9 +171,10 @@ class DevContainer:
         return r.stdout
 
 
-def _id_labels() -> list[str]:
+def _id_labels(workspace: Path) -> list[str]:
     """How `devcontainer up` labels the container and `devcontainer exec` finds it again."""
-    return ["--id-label", f"{LABEL}=1", "--id-label", f"{LABEL}.pid={os.getpid()}"]
+    return ["--id-label", f"{LABEL}=1", "--id-label", f"{LABEL}.pid={os.getpid()}",
+            "--id-label", f"{LABEL}.workspace={workspace.name}"]
 
 
 def _remove_stale(client: Any) -> None:
@@ -211,7 +212,7 @@ def devcontainer(devcontainer_cli: str, docker_engine: Any, base_image_with_stan
         _log(f"devcontainer build: exit {build.returncode} in {seconds['build']:.1f}s")
         t0 = time.monotonic()
         up = subprocess.run([devcontainer_cli, "up", "--workspace-folder", str(ws), "--config", str(cfg),
-                             *_id_labels()], capture_output=True, text=True, check=False, timeout=900)
+                             *_id_labels(ws)], capture_output=True, text=True, check=False, timeout=900)
         seconds["up"] = time.monotonic() - t0
         _log(f"devcontainer up: exit {up.returncode} in {seconds['up']:.1f}s")
         result = json.loads(up.stdout.strip().splitlines()[-1]) if up.stdout.strip() else {}
@@ -219,7 +220,7 @@ def devcontainer(devcontainer_cli: str, docker_engine: Any, base_image_with_stan
                            result.get("remoteUser", ""), result.get("remoteWorkspaceFolder", ""),
                            seconds, test_value, real_value)
     finally:
-        for c in docker_engine.containers.list(all=True, filters={"label": f"{LABEL}.pid={os.getpid()}"}):
+        for c in docker_engine.containers.list(all=True, filters={"label": f"{LABEL}.workspace={ws_name}"}):
             c.remove(force=True, v=True)
         # Only the images this test made: the CLI names them vsc-<workspace folder>-<hash>[-uid].
         ours = (f"vsc-{ws_name}-", f"{build_image}")
@@ -323,3 +324,95 @@ def test_the_container_carries_the_definitions_ports_and_extensions(devcontainer
     assert ext == ["ms-python.python", "ms-toolsai.jupyter"]
     assert merged["hostRequirements"][-1] == {"cpus": 4, "memory": "16gb"}
     assert merged["remoteUser"][-1] == "vscode"
+
+
+# --------------------------------------------------------------------------- what `init` writes
+
+
+@dataclass
+class InitContainer:
+    repo: Path
+    init: subprocess.CompletedProcess[str]
+    up: subprocess.CompletedProcess[str]
+    exec: Any
+
+
+@pytest.fixture(scope="module")
+def init_devcontainer(devcontainer_cli: str, docker_engine: Any, base_image_with_standin: Any,
+                      wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InitContainer]:
+    """A course repository set up by the installed `mlops-env devcontainer init --python-dist
+    miniforge --no-docker`, started with `devcontainer up`. Post-create installs the default
+    source, `mlops-env==<version>`, which pip finds in a find-links folder holding this
+    checkout's wheel (the stand-in for PyPI). TEST-ONLY override (`--override-config`): the
+    local base image, the stand-in installer mirror, the wheelhouses."""
+    base = tmp_path_factory.mktemp("devcontainer-init")
+    base.chmod(0o755)
+    ws_name = f"course-dc-{os.getpid()}"
+    repo = base / ws_name
+    repo.mkdir(mode=0o755)
+    (repo / "README.md").write_text("# my MLOps Zoomcamp homework\n")
+    (repo / "README.md").chmod(0o644)
+    own = base / "mlops-env-wheel"
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(own), str(ROOT)],
+                       capture_output=True, text=True, check=False, timeout=300)
+    assert p.returncode == 0, p.stderr
+    own.chmod(0o755)
+    exe = Path(sys.executable).parent / "mlops-env"
+    init = subprocess.run([str(exe), "--json", "devcontainer", "init", str(repo), "--python-dist", "miniforge",
+                           "--no-docker"], capture_output=True, text=True, check=False, timeout=60,
+                          env={**os.environ, "MLOPS_ENV_HOME": str(base / "mlops-home")})
+    real = dc.parse_jsonc((repo / ".devcontainer" / "devcontainer.json").read_text()).value
+    v = json.loads(json.dumps(real))
+    v["name"] += " [TEST-ONLY: local base image]"
+    v["build"]["args"]["BASE_IMAGE"] = base_image_with_standin.image
+    v["containerEnv"].update({
+        "MLOPS_ENV_CONDA_INSTALLER": base_image_with_standin.url,
+        "MLOPS_ENV_CONDA_SHA256": base_image_with_standin.sha256,
+        "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": f"{WHEELHOUSE_MOUNT} /opt/mlops-env-wheel",
+    })
+    v["mounts"] = [{"type": "bind", "source": str(wheelhouse), "target": WHEELHOUSE_MOUNT},
+                   {"type": "bind", "source": str(own), "target": "/opt/mlops-env-wheel"}]
+    override = base / "test-only-override" / "devcontainer.json"
+    override.parent.mkdir()
+    override.write_text("// TEST-ONLY override of what `mlops-env devcontainer init` wrote\n"
+                        + json.dumps(v, indent="\t") + "\n")
+    args = ["--workspace-folder", str(repo), "--override-config", str(override), *_id_labels(repo)]
+    try:
+        t0 = time.monotonic()
+        up = subprocess.run([devcontainer_cli, "up", *args], capture_output=True, text=True, check=False,
+                            timeout=900)
+        _log(f"devcontainer up (init's files): exit {up.returncode} in {time.monotonic() - t0:.1f}s")
+
+        def run(*cmd: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([devcontainer_cli, "exec", *args, *cmd], capture_output=True, text=True,
+                                  check=False, timeout=120)
+
+        yield InitContainer(repo, init, up, run)
+    finally:
+        for c in docker_engine.containers.list(all=True, filters={"label": f"{LABEL}.workspace={ws_name}"}):
+            c.remove(force=True, v=True)
+        for img in docker_engine.images.list():
+            if any(t.startswith(f"vsc-{ws_name}-") for t in img.tags):
+                try:
+                    docker_engine.images.remove(img.id, force=True, noprune=False)
+                except Exception as e:  # noqa: BLE001 - still in use
+                    _log(f"could not remove image {img.tags}: {e}")
+
+
+def test_what_init_writes_builds_and_starts_ready(init_devcontainer: InitContainer) -> None:
+    d = init_devcontainer
+    assert d.init.returncode == 0, d.init.stdout + d.init.stderr
+    assert d.up.returncode == 0, d.up.stdout[-2000:] + d.up.stderr[-8000:]
+    logs = d.up.stderr
+    assert "mlops-env on-create: Miniforge (mirror) for x86_64 into /home/vscode/miniforge3" in logs
+    assert "mlops-env dev container: READY" in logs, logs[-6000:]
+    summary = d.exec("cat", "/home/vscode/.mlops-env/devcontainer/summary.txt").stdout
+    assert "✓ mlops-env   mlops-env 0.1.0 (pip install mlops-env==0.1.0)" in summary
+    doc = json.loads(d.exec("cat", "/home/vscode/.mlops-env/devcontainer/doctor.json").stdout)
+    checks = {c["id"]: c["status"] for c in doc["data"]["checks"]}
+    assert doc["exit_code"] == 0 and checks["python.conda"] == checks["python.libraries"] == "ok"
+    assert "python.terms" not in checks  # Miniforge: no Anaconda terms to check
+    r = d.exec("bash", "-ic", "which python")
+    assert r.stdout.strip() == "/home/vscode/miniforge3/bin/python"
+    # the repository's own files are untouched, and init's files are what the container used
+    assert (d.repo / "README.md").read_text() == "# my MLOps Zoomcamp homework\n"
