@@ -16,6 +16,9 @@ from mlops_env.sshconfig import alias_for
 from mlops_env.state import Record, Store
 
 LIVE = ["pending", "running", "stopping", "stopped", "shutting-down"]
+# Fake credentials, distinctive enough to grep for: they must never reach logs, state or the box.
+FAKE_KEY_ID = "AKIAMLOPSENVTESTKEY1"
+FAKE_SECRET = "mlops-env-test-secret-5f3a9c"
 # The user's own ~/.ssh/config: `down` must leave these bytes as they were.
 USER_SSH_CONFIG = b"# my own settings\nHost work-server\n    HostName 10.0.0.7\n    User me\n"
 
@@ -155,7 +158,7 @@ class User:
         e = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLOPS_ENV_"))}
         e.pop("SSH_AUTH_SOCK", None)
         e.update(HOME=str(self.home), MLOPS_ENV_HOME=str(self.root), NO_COLOR="1", COLUMNS="200",
-                 AWS_ENDPOINT_URL=self.endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                 AWS_ENDPOINT_URL=self.endpoint, AWS_ACCESS_KEY_ID=FAKE_KEY_ID, AWS_SECRET_ACCESS_KEY=FAKE_SECRET,
                  AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null",
                  AWS_EC2_METADATA_DISABLED="true", AWS_REGION="eu-west-1",
                  MLOPS_ENV_IP_LOOKUP_URL=self.ip_lookup_url,

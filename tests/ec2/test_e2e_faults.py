@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import pytest
-from ec2help import tagged, user_data_host_key
+from ec2help import FAKE_KEY_ID, FAKE_SECRET, tagged, user_data_host_key
 
 pytestmark = pytest.mark.e2e
 
@@ -38,6 +38,13 @@ def test_provision_only_second_run_and_status(make_user: Any, moto_server: Any) 
     inst = tagged(ec2, "p1")["instances"][0]
     sg = tagged(ec2, "p1")["security_groups"][0]
     assert [p["IpRanges"][0]["CidrIp"] for p in sg["IpPermissions"]] == ["203.0.113.7/32"]  # the looked-up IP
+    public, private = user_data_host_key(ec2, inst["InstanceId"])
+    # (the first base64 line of every OpenSSH key is the same header: use a part with key material)
+    secrets = [FAKE_SECRET, FAKE_KEY_ID, "".join(private.strip().splitlines()[1:-1])[80:140]]
+    for f in [*u.root.rglob("*")]:
+        if f.is_file():
+            text = f.read_text(errors="replace")
+            assert not [x for x in secrets if x in text], f  # no credentials, no private host key
     again = u.mlops(*PROVISION, "p1")
     assert again.code == 0 and {s["status"] for s in again.data["steps"]} == {"unchanged"}
     assert len(tagged(ec2, "p1")["instances"]) == 1

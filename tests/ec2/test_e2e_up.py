@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import hosts
-from ec2help import USER_SSH_CONFIG, Forwarder, tagged, user_data_host_key
+from ec2help import FAKE_KEY_ID, FAKE_SECRET, USER_SSH_CONFIG, Forwarder, tagged, user_data_host_key
 from instance_standin import InstanceStandIn
 
 from mlops_env.keys import split_public_key
@@ -31,9 +31,9 @@ def test_up_ec2_full_bootstrap_stop_start_down(make_user: Any, moto_server: Any,
         # key, the pipeline connects with that key pinned beforehand and bootstraps everything.
         r = u.mlops(*args)
         assert r.code == 0, r.stdout + r.stderr[-3000:] + str(box.errors)
-        assert {s["id"]: s["status"] for s in r.data["steps"]} == {
-            "provision": "changed", "base": "changed", "conda": "changed", "docker": "changed",
-            "smoke": "changed", "ssh-config": "changed"}
+        steps = {s["id"]: s["status"] for s in r.data["steps"]}
+        assert {"provision", "base", "conda", "docker", "smoke", "ssh-config"} <= set(steps), steps
+        assert set(steps.values()) == {"changed"}, steps
         assert (r.data["user"], r.data["alias"]) == ("ubuntu", f"mlops-{NAME}")
         assert r.data["cost"]["instance_type"] == "t3.xlarge"
         inst = tagged(ec2, NAME)["instances"][0]
@@ -43,6 +43,11 @@ def test_up_ec2_full_bootstrap_stop_start_down(make_user: Any, moto_server: Any,
         assert f"mlops-env-{NAME} {' '.join(split_public_key(public))}" in pinned  # what we pinned
         s = u.ssh(f"mlops-{NAME}", "docker run --rm --network none mlops-env/probe:1 && ~/anaconda3/bin/conda --version")
         assert s.returncode == 0 and "conda" in s.stdout, s.stderr
+        # AWS credentials never reach the box (nor the tool's logs and state).
+        leak = hosts.exec_in(docker_engine, vm.container_id, ["sh", "-c", f"test ! -e /home/ubuntu/.aws && ! grep -rqs "
+                             f"-e {FAKE_SECRET} -e {FAKE_KEY_ID} /home /etc /root /tmp /var/tmp"], check=False)
+        assert leak.exit_code == 0, leak
+        assert not [f for f in u.root.rglob("*") if f.is_file() and FAKE_SECRET in f.read_text(errors="replace")]
 
         # 2. Second up: nothing created, nothing changed, one connection.
         again = u.mlops(*args)

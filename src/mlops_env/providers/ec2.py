@@ -168,10 +168,12 @@ class Ec2Provider(Provider):
     def ensure(self, record: Record, options: Resolved, key: KeyPair, progress: Progress) -> Provisioned:
         from mlops_env.aws import netinfo
         from mlops_env.aws.ec2 import Ec2, state_of
+        from mlops_env.state import Store
 
         aws = self._aws(record, options)
         pd = record.provider_data
         pd["region"], pd["profile"] = aws.region, aws.profile
+        Store(self.paths).save(record)  # before anything is made: `down` knows where to look
         ec2 = Ec2(aws, record.name)
         progress(f"looking for {resource_name(record.name)} in {aws.region}")
         inst = self._find(ec2, record, wait_in_flight=True)
@@ -183,7 +185,7 @@ class Ec2Provider(Provider):
         if inst is None:
             inst, action = self._create(ec2, record, options, key, cidr, auto, progress)
         else:
-            inst, action = self._resume(ec2, record, inst, cidr, auto, progress)
+            inst, action = self._resume(ec2, record, inst, cidr, auto, progress, options)
         if state_of(inst) != "running" or not inst.get("PublicIpAddress"):
             inst = ec2.wait_public_ip(inst["InstanceId"])
         host_key = self._host_key(ec2, record, inst)
@@ -288,13 +290,14 @@ class Ec2Provider(Provider):
         return inst, subnet
 
     def _resume(self, ec2: Ec2, record: Record, inst: dict[str, Any], cidr: str, auto: bool,
-                progress: Progress) -> tuple[dict[str, Any], str]:
+                progress: Progress, options: Resolved) -> tuple[dict[str, Any], str]:
         from mlops_env.aws.ec2 import state_of
 
         pd = record.provider_data
         iid = inst["InstanceId"]
         # "launch" is dropped once an ensure completes: still there = the launching run was cut short.
         adopted = bool(pd.get("launch"))
+        self._warn_ignored(inst, options)
         pd["instance_id"] = iid
         self._ensure_rule(ec2, inst, cidr)
         st = state_of(inst)
@@ -314,6 +317,17 @@ class Ec2Provider(Provider):
         if adopted:
             action = "adopted from an interrupted run" if action == "unchanged" else f"adopted and {action}"
         return inst, action
+
+    def _warn_ignored(self, inst: dict[str, Any], options: Resolved) -> None:
+        """Options that only matter at creation, given explicitly but not what the box has."""
+        src = options.sources
+        if src.get("instance_type", "default") != "default" and options["instance_type"] != inst.get("InstanceType"):
+            self.warn(f"{inst['InstanceId']} is a {inst.get('InstanceType')}; --instance-type "
+                      f"{options['instance_type']} applies only to a new instance (`mlops-env down` first)")
+        is_spot = inst.get("InstanceLifecycle") == "spot"
+        if src.get("spot", "default") != "default" and bool(options["spot"]) != is_spot:
+            self.warn(f"{inst['InstanceId']} is {'a spot' if is_spot else 'an on-demand'} instance; --spot/--on-demand "
+                      "applies only to a new instance")
 
     def _start_instance(self, ec2: Ec2, iid: str) -> None:
         from mlops_env.aws.session import CAPACITY_CODES, aws_code
@@ -509,6 +523,9 @@ class Ec2Provider(Provider):
     def destroy(self, record: Record, progress: Progress) -> list[str]:
         from mlops_env.aws.ec2 import Ec2
 
+        if not record.provider_data.get("region"):
+            # The region is saved before the first AWS call that creates anything.
+            return ["nothing of it was ever created in AWS"]
         aws = self._aws(record)
         ec2 = Ec2(aws, record.name)
         removed = ec2.teardown(progress)
