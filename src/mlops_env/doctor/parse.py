@@ -825,8 +825,8 @@ def _ports_check(sec: Section, side: str, owners_ok: Sequence[str]) -> Check:
 # -- tools -------------------------------------------------------------------------------------
 def tools_checks(base: CheckResult | None, secs: Mapping[str, Section], *,
                  provider: str | None = None) -> list[Check]:
-    """The base packages (base.sh's list: its check is the one definition), git, curl, and
-    the idle-stop agent of a managed EC2 workstation."""
+    """The base packages (base.sh's list: its check is the one definition), git and curl.
+    (The idle-stop agent is its own step's check, not a tool probe.)"""
     checks: list[Check] = []
     if base is not None:
         if base.exit_code == 0:
@@ -846,8 +846,4 @@ def tools_checks(base: CheckResult | None, secs: Mapping[str, Section], *,
         else:
             checks.append(Check(f"tools.{tool}", FAIL, f"{tool} is not installed",
                                 f"`sudo apt-get install -y {tool}`", sec.seconds, step="base"))
-    if provider == "ec2":
-        checks.append(Check("tools.idle-agent", SKIP, "the idle-stop agent check joins with the idle-stop feature"))
-    else:
-        checks.append(Check("tools.idle-agent", SKIP, "not a managed EC2 workstation"))
     return checks
