@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_env.errors import ConfigError, UsageError
+from mlops_env.steps.idlestop import option_idle_stop, option_max_hours
 
 
 def _bool(v: Any) -> bool:
@@ -137,6 +138,9 @@ UP_OPTIONS: dict[str, Option] = {o.name: o for o in [
                                            "ubuntu-24.04, ubuntu-22.04 or an ami-... id"),
            "ec2: image: ubuntu-24.04, ubuntu-22.04 or an ami-... id"),
     Option("spot", False, _bool, "ec2: a spot instance (cheaper, may be stopped by AWS) instead of on-demand"),
+    Option("idle_stop", None, option_idle_stop,
+           "power off after this long idle (30m, 2h, off; default: 60m on ec2, off elsewhere)"),
+    Option("max_hours", None, option_max_hours, "power off after N hours of uptime regardless (0: no cap)"),
     Option("allow_cidr", None, _cidr, "ec2: who may reach SSH (default: your public IP as /32)"),
     Option("subnet", None, _pattern(r"^subnet-[0-9a-f]{8,17}$", "a subnet id such as subnet-0123abcd"),
            "ec2: subnet to launch in (default: the default VPC's subnets)"),

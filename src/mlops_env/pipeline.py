@@ -113,8 +113,10 @@ def refresh_ssh_config(paths: Paths, record: Record) -> bool:
     return changed
 
 
-def steps_for(options: Resolved) -> list[Step]:
-    return [*workstation_steps(options["smoke_test"]), SshConfigStep()]
+def steps_for(options: Resolved, provider: str = "") -> list[Step]:
+    from mlops_env.steps import idlestop
+
+    return [*workstation_steps(options["smoke_test"]), *idlestop.steps_for(provider, options), SshConfigStep()]
 
 
 def connect(paths: Paths, ep: Endpoint, timeout: float) -> Any:
@@ -239,7 +241,7 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
     events.progress(f"connecting to {ep.user}@{ep.host}:{ep.port}")
     transport = connect(paths, ep, max(opts["ssh_timeout"], prov.ready_timeout or 0))
     try:
-        steps = steps_for(opts)
+        steps = steps_for(opts, req.provider)
         ctx = StepContext(transport=transport, facts=Facts({}), options=opts, record=record,
                           paths=paths, endpoint=ep,
                           on_line=lambda sid, line: events.step("line", sid, line=line))
@@ -404,7 +406,7 @@ def _dry_run(req: UpRequest, record: Record, existing: Record | None, provider: 
     opts = req.options
     lines = provider.plan(existing if existing else record, opts)
     steps_out: list[dict[str, Any]] = []
-    steps = steps_for(opts)
+    steps = steps_for(opts, req.provider)
     checked = False
     ep = existing.endpoint if existing else None
     if existing and existing.phase in ("provisioned", "ready") and ep and knownhosts.lookup(paths, ep.host_key_alias):

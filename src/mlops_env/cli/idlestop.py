@@ -126,3 +126,60 @@ def describe_agent(st: dict[str, Any]) -> str:
         warned = ", warning sent" if st.get("warning_sent") else ""
         parts.append(f"stops at {when} (in {human_duration(st['stop_in_s'])}{warned})")
     return "; ".join(parts)
+
+
+# -- for `status` and `list` -------------------------------------------------------------------
+def read_agent(paths: Any, rec: Any, live: dict[str, Any], timeout: float = 8) -> dict[str, Any] | None:
+    """The idle-stop agent's state on a running workstation (one SSH connection, one command),
+    or None when there is nothing to ask: not running, never set up, or no agent expected (a
+    docker/ssh box whose idle stop was never turned on). A box that cannot be reached gives
+    ``{"error": ...}``: `status` must not fail because of it."""
+    from mlops_env.errors import MlopsError
+    from mlops_env.pipeline import connect
+    from mlops_env.steps import idlestop, template
+
+    if live.get("state") != "running" or rec.endpoint is None or rec.phase != "ready":
+        return None
+    if rec.provider not in idlestop.PROVIDER_WINDOW and "idle-stop" not in rec.steps:
+        return None
+    try:
+        transport = connect(paths, rec.endpoint, timeout)
+    except MlopsError as e:
+        return {"error": e.message}
+    try:
+        call = idlestop.status_call()
+        res = transport.run_script(template(call.script), call.args, timeout=timeout)
+    except MlopsError as e:
+        return {"error": e.message}
+    finally:
+        transport.close()
+    return idlestop.summarize(idlestop.parse_status(res.stdout))
+
+
+def agent_lines(agent: dict[str, Any] | None, rec: Any, live: dict[str, Any]) -> list[str]:
+    """`status` lines: the agent's state, and what the box will have cost when it stops."""
+    if agent is None:
+        return []
+    if agent.get("error"):
+        return [f"idle stop unknown: {agent['error']}"]
+    lines = [f"idle stop {describe_agent(agent)}"]
+    hourly = ((rec.provider_data or {}).get("cost") or {}).get("hourly_usd")
+    up = live.get("uptime_seconds")
+    if hourly is not None and up is not None and agent.get("stop_in_s") is not None:
+        total = float(hourly) * (float(up) + float(agent["stop_in_s"])) / 3600
+        lines.append(f"          about ${total:.2f} compute from the last start to that stop (${hourly:.4f}/h)")
+    return lines
+
+
+def list_columns(rec: Any, live: dict[str, Any]) -> dict[str, Any]:
+    """`list` columns: hourly price (cloud boxes) and time running since the last start."""
+    hourly = ((rec.provider_data or {}).get("cost") or {}).get("hourly_usd")
+    return {"hourly_usd": hourly, "uptime_s": live.get("uptime_seconds") if live.get("state") == "running" else None}
+
+
+def format_list_columns(row: dict[str, Any]) -> tuple[str, str]:
+    from mlops_env.steps.idlestop import human_duration
+
+    hourly = row.get("hourly_usd")
+    up = row.get("uptime_s")
+    return (f"${hourly:.4f}" if hourly is not None else "-", human_duration(up) if up is not None else "-")

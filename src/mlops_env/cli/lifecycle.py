@@ -36,6 +36,7 @@ def list_cmd(ctx: typer.Context, region: Region = None, profile: Profile = None)
     ones in their regions or --region that this machine does not know)."""
 
     def body(ui: Any) -> Any:
+        from mlops_env.cli.idlestop import format_list_columns, list_columns
         from mlops_env.errors import MlopsError
         from mlops_env.paths import get_paths
         from mlops_env.providers import PROVIDER_KINDS, get_provider
@@ -49,7 +50,8 @@ def list_cmd(ctx: typer.Context, region: Region = None, profile: Profile = None)
             prov = providers.setdefault(rec.provider, get_provider(rec.provider, paths))
             live = prov.state(rec)
             rows.append({"name": rec.name, "provider": rec.provider, "alias": rec.alias,
-                         "address": _address(rec), "state": live.get("state"), "phase": rec.phase})
+                         "address": _address(rec), "state": live.get("state"), "phase": rec.phase,
+                         **list_columns(rec, live)})
         for kind in PROVIDER_KINDS:
             try:
                 rows += get_provider(kind, paths).discover(records, {"region": region, "profile": profile})
@@ -62,10 +64,11 @@ def list_cmd(ctx: typer.Context, region: Region = None, profile: Profile = None)
                 from rich.table import Table
 
                 t = Table(box=None, pad_edge=False)
-                for col in ("NAME", "PROVIDER", "SSH ALIAS", "ADDRESS", "STATE", "SETUP"):
+                for col in ("NAME", "PROVIDER", "SSH ALIAS", "ADDRESS", "STATE", "SETUP", "PER HOUR", "RUNNING"):
                     t.add_column(col)
                 for r in rows:
-                    t.add_row(r["name"], r["provider"], r["alias"], r["address"], str(r["state"]), r["phase"])
+                    t.add_row(r["name"], r["provider"], r["alias"], r["address"], str(r["state"]), r["phase"],
+                              *format_list_columns(r))
                 ui.out.print(t)
         return {"workstations": rows}
 
@@ -80,11 +83,13 @@ def status_cmd(ctx: typer.Context, name: Name) -> None:
         import json
 
         from mlops_env import knownhosts
+        from mlops_env.cli.idlestop import agent_lines, read_agent
         from mlops_env.pipeline import code_command
         from mlops_env.providers import get_provider
 
         paths, _store, rec = _load(name)
         live = get_provider(rec.provider, paths).state(rec)
+        idle = read_agent(paths, rec, live)
         fps = knownhosts.fingerprints(paths, rec.endpoint.host_key_alias) if rec.endpoint else []
         smoke = None
         report = paths.reports_dir / rec.name / "smoke-report.json"
@@ -98,7 +103,7 @@ def status_cmd(ctx: typer.Context, name: Name) -> None:
                 "state": live.get("state"), "live": live, "phase": rec.phase,
                 "host_key": fps[0] if fps else None, "steps": list(rec.steps.values()),
                 "facts": rec.provider_data.get("facts"), "smoke": smoke,
-                "ssh_command": f"ssh {rec.alias}", "code_command": code_command(rec)}
+                "ssh_command": f"ssh {rec.alias}", "code_command": code_command(rec), "idle_stop": idle}
         if not ui.json_mode:
             c = ui.out
             c.print(f"[bold]{rec.name}[/bold] ({rec.provider}) — {live.get('state')}, setup {rec.phase}")
@@ -107,7 +112,7 @@ def status_cmd(ctx: typer.Context, name: Name) -> None:
                 f = data["facts"]
                 c.print(f"  box       {f.get('os_pretty')} {f.get('arch')}")
             c.print(f"  host key  {data['host_key'] or '(not pinned)'}")
-            for line in live.get("lines") or []:
+            for line in [*(live.get("lines") or []), *agent_lines(idle, rec, live)]:
                 c.print(f"  {line}")
             for s in data["steps"]:
                 c.print(f"  {s.get('id', ''):<11} {s.get('status', ''):<10} {s.get('message', '')}")

@@ -45,6 +45,12 @@ Yes = Annotated[bool, typer.Option("--yes", "-y", help="Answer yes to questions 
                                                         "unknown host key).")]
 Jobs = Annotated[int, typer.Option("--jobs", min=1, max=8, hidden=True,
                                    help="Steps applied at once (1 = one after another).")]
+IdleStop = Annotated[str | None, typer.Option(
+    "--idle-stop", metavar="30m|2h|off",
+    help="Power the box off after this long without SSH sessions, Jupyter runs, CPU load or "
+    "running containers (default: 60m on ec2; off elsewhere). See docs/idle-stop.md.")]
+MaxHours = Annotated[str | None, typer.Option(
+    "--max-hours", metavar="N", help="Also power it off after N hours of uptime, whatever happens (0: no cap).")]
 
 
 def _common(**kw: Any) -> dict[str, Any]:
@@ -57,6 +63,7 @@ def _common(**kw: Any) -> dict[str, Any]:
         "region": kw.get("region"), "profile": kw.get("profile"), "instance_type": kw.get("instance_type"),
         "disk_gb": kw.get("disk_gb"), "ami": kw.get("ami"), "spot": kw.get("spot"),
         "allow_cidr": kw.get("allow_cidr"), "subnet": kw.get("subnet"),
+        "idle_stop": kw.get("idle_stop"), "max_hours": kw.get("max_hours"),
     }
 
 
@@ -166,6 +173,7 @@ def up_docker(
     conda_sha256: CondaSha = None, docker_source: DockerSource = None, smoke_test: SmokeTest = None,
     forward: Forward = None, ssh_timeout: SshTimeout = None, config: ConfigFile = None,
     dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 4,
+    idle_stop: IdleStop = None, max_hours: MaxHours = None,
 ) -> None:
     """A workstation in a local Docker container (free, offline): systemd, sshd on 127.0.0.1,
     its own Docker engine inside."""
@@ -187,6 +195,7 @@ def up_ssh(
     conda_sha256: CondaSha = None, docker_source: DockerSource = None, smoke_test: SmokeTest = None,
     forward: Forward = None, ssh_timeout: SshTimeout = None, config: ConfigFile = None,
     dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 4,
+    idle_stop: IdleStop = None, max_hours: MaxHours = None,
 ) -> None:
     """Bring your own box: any Ubuntu 22.04/24.04 or Debian 12 machine you can SSH into."""
     flags = _common(**locals())
@@ -234,6 +243,7 @@ def up_ec2(
     conda_sha256: CondaSha = None, docker_source: DockerSource = None, smoke_test: SmokeTest = None,
     forward: Forward = None, ssh_timeout: SshTimeout = None, config: ConfigFile = None,
     dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 4,
+    idle_stop: IdleStop = None, max_hours: MaxHours = None,
 ) -> None:
     """A workstation on an AWS EC2 instance: SSH only from your IP, host key pinned from the
     first connection, encrypted disk; stop/start/down manage its cost. See docs/ec2.md."""

@@ -255,6 +255,10 @@ def _steps(target: Target, options: Resolved, cats: Sequence[str]) -> list[Step]
     if "docker" in cats:
         keep.add("docker")
     steps = [s for s in workstation_steps(smoke) if s.id in keep]
+    if target.mode == "workstation" and "system" in cats:
+        from mlops_env.steps.idlestop import doctor_step
+
+        steps.append(doctor_step(target.record.provider))  # the idle-stop step's own check
     if target.mode == "workstation" and "local" in cats:
         steps.append(SshConfigStep())
     return steps
@@ -328,6 +332,10 @@ def interpret_box(results: Mapping[str, RunResult], ctx: StepContext, steps: Seq
     if "system" in cats:
         checks += parse.system_checks(ctx.facts, step_results.get("base"), secs["system"],
                                       supported_arches=arches, local_time=local_time)
+        if "idle-stop" in step_results:
+            from mlops_env.steps.idlestop import doctor_check
+
+            checks.append(doctor_check(step_results["idle-stop"]))
     if "python" in cats:
         conda = _conda(steps)
         smoke_hint = (f"`mlops-env smoke-test {target.record.name}` trains it there "

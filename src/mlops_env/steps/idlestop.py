@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mlops_env.steps import ScriptCall, Step, StepContext, raise_for_script, template
+from mlops_env.steps import CheckResult, ScriptCall, Step, StepContext, raise_for_script, template
 
 if TYPE_CHECKING:
     from mlops_env.config import Resolved
@@ -172,6 +172,30 @@ def wanted(provider: str, options: Resolved) -> bool:
     sources = getattr(options, "sources", {}) or {}
     return any(options.get(k) is not None and sources.get(k, "default") != "default"
                for k in ("idle_stop", "max_hours"))
+
+
+def steps_for(provider: str, options: Resolved) -> list[Step]:
+    """The idle-stop step for ``up``'s list when it runs (see ``wanted``), else nothing."""
+    if not wanted(provider, options):
+        return []
+    return [IdleStopStep(settings_from_options(options, provider))]
+
+
+def doctor_step(provider: str) -> IdleStopStep:
+    """For ``doctor``: the same check with the provider's defaults only (nothing the user chose
+    is asked for), so it passes when the agent is installed, consistent and its timer active,
+    or when the stop is off and nothing is installed; ``--fix`` installs what a default asks."""
+    return IdleStopStep(IdleSettings({}, {"window": str(PROVIDER_WINDOW.get(provider, 0)), "max_uptime": "0"}))
+
+
+def doctor_check(res: CheckResult) -> Any:
+    """The doctor's ``system.idle-stop`` check from the step's own check result."""
+    from mlops_env.doctor.parse import FAIL, OK, Check
+
+    if res.ok:
+        return Check("system.idle-stop", OK, res.message)
+    return Check("system.idle-stop", FAIL, res.message,
+                 res.hint or "`mlops-env idle-stop NAME off` turns the idle stop off instead", step="idle-stop")
 
 
 def command_settings(duration: str, *, max_hours: str | None = None, rules: Iterable[str] | None = None,
