@@ -196,3 +196,9 @@ def test_help_does_not_load_jsonschema() -> None:
     code = ("import sys; from mlops_env.cli import app; "
             "assert 'jsonschema' not in sys.modules and 'mlops_env.devcontainer' not in sys.modules")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+@pytest.mark.parametrize("cmd", [["devcontainer"], ["devcontainer", "init"], ["devcontainer", "validate"]])
+def test_help(cli, cmd: list[str]) -> None:  # type: ignore[no-untyped-def]
+    r = cli(*cmd, "--help")
+    assert r.exit_code == 0 and "Usage:" in r.stdout, r.output
