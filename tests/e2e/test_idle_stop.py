@@ -43,7 +43,8 @@ def register(env: Env, box: Any, name: str) -> None:
     alias = f"mlops-env-{name}"
     knownhosts.pin(paths, alias, box.host_key, replace=True)
     ep = Endpoint(box.host, box.port, box.user, str(box.identity), alias)
-    Store(paths).save(Record(name=name, provider="ssh", alias=f"mlops-{name}", endpoint=ep, phase="ready"))
+    Store(paths).save(Record(name=name, provider="ssh", alias=f"mlops-{name}", endpoint=ep, phase="ready",
+                             provider_data={"target": box.host_spec, "identity": str(box.identity)}))
 
 
 def idle_stop(env: Env, name: str, *args: str) -> dict[str, Any]:
@@ -221,3 +222,28 @@ def test_uptime_cap_stops_it_despite_a_session(box: Any, docker_engine: Any, use
     assert "reached its uptime limit" in text and "Save your work now" in text, text
     ev = [line.split()[1:3] for line in events(docker_engine, box).splitlines()]
     assert ev == [["warn", "cap"], ["poweroff", "cap"]], ev
+
+
+def test_status_and_doctor_show_the_agent(box: Any, docker_engine: Any, user_env: Env) -> None:
+    """`status` reads the agent's state; `doctor` checks it with the step's own check and
+    `--fix` repairs a stopped timer."""
+    idle_stop(user_env, "ws", "10m")
+    r = user_env.mlops("--json", "status", "ws")
+    assert r.code == 0, r.stdout + r.stderr
+    agent = r.data["idle_stop"]
+    assert agent["installed"] and agent["enabled"] and agent["window_s"] == 600 and agent["timer_active"]
+    human = user_env.mlops("status", "ws")
+    assert "idle stop power off after 10m idle" in human.stdout, human.stdout
+
+    d = user_env.mlops("--json", "doctor", "ws", "--only", "system")
+    c = {x["id"]: x for x in d.data["checks"]}["system.idle-stop"]
+    assert (c["status"], c["message"]) == ("ok", "idle-stop after 10 min idle; checked every 30 s"), d.stdout
+    hosts.exec_in(docker_engine, box.container_id, ["systemctl", "stop", "mlops-env-idle.timer"])
+    d = user_env.mlops("--json", "doctor", "ws", "--only", "system")
+    c = {x["id"]: x for x in d.data["checks"]}["system.idle-stop"]
+    assert d.code == 1 and (c["status"], c["message"]) == ("fail", "mlops-env-idle.timer is not active")
+    assert "mlops-env doctor ws --fix" in c["hint"]
+    f = user_env.mlops("--json", "doctor", "ws", "--only", "system", "--fix", "--yes")
+    assert f.code == 0, f.stdout + f.stderr
+    r = hosts.exec_in(docker_engine, box.container_id, ["systemctl", "is-active", "mlops-env-idle.timer"], check=False)
+    assert r.stdout.strip() == "active"

@@ -138,7 +138,7 @@ def read_agent(paths: Any, rec: Any, live: dict[str, Any], timeout: float = 8) -
     from mlops_env.pipeline import connect
     from mlops_env.steps import idlestop, template
 
-    if live.get("state") != "running" or rec.endpoint is None or rec.phase != "ready":
+    if live.get("state") not in ("running", "reachable") or rec.endpoint is None or rec.phase != "ready":
         return None
     if rec.provider not in idlestop.PROVIDER_WINDOW and "idle-stop" not in rec.steps:
         return None
