@@ -181,6 +181,8 @@ def test_status_does_not_connect_when_there_is_nothing_to_ask(tmp_path: Path) ->
     paths = _paths(tmp_path)
     assert cli_idle.read_agent(paths, _rec(), {"state": "stopped"}) is None
     assert cli_idle.read_agent(paths, _rec("docker"), {"state": "running"}) is None  # never turned on
+    got = cli_idle.read_agent(paths, _rec("docker", idle_stop_agent=True), {"state": "running"})
+    assert got is not None and "error" in got  # installed once: asked (unreachable here)
     # an ec2 box that cannot be reached: reported, not raised (no pinned key here)
     got = cli_idle.read_agent(paths, _rec(), {"state": "running"})
     assert got is not None and "no pinned host key" in got["error"]

@@ -241,7 +241,7 @@ def test_step_through_the_engine(box: IdleBox) -> None:
     plan = engine.gather(ctx, [step])
     assert plan.round_trips == 1 and plan.checks["idle-stop"].message == "the idle-stop agent is not installed"
     reports = engine.apply(ctx, plan)
-    assert reports[0].status == "changed"
+    assert reports[0].status == "changed" and ctx.record.provider_data["idle_stop_agent"] is True
     assert reports[0].message == "idle-stop after 30 min idle, power-off after 8 h uptime; checked every 30 s"
     plan = engine.gather(ctx, [step])
     assert plan.checks["idle-stop"].ok

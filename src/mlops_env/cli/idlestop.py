@@ -140,7 +140,7 @@ def read_agent(paths: Any, rec: Any, live: dict[str, Any], timeout: float = 8) -
 
     if live.get("state") not in ("running", "reachable") or rec.endpoint is None or rec.phase != "ready":
         return None
-    if rec.provider not in idlestop.PROVIDER_WINDOW and "idle-stop" not in rec.steps:
+    if rec.provider not in idlestop.PROVIDER_WINDOW and not (rec.provider_data or {}).get("idle_stop_agent"):
         return None
     try:
         transport = connect(paths, rec.endpoint, timeout)

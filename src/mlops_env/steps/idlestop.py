@@ -251,6 +251,8 @@ class IdleStopStep(Step):
         call = ScriptCall(SCRIPT, ("apply", "--agent-sha256", agent_sha256(), "--agent-b64", b64,
                                    *self.settings.args()), sudo=True)
         raise_for_script(self.id, ctx.run_call(self.id, call))
+        # `status` asks a docker/ssh box's agent only when mlops-env installed one there
+        ctx.record.provider_data["idle_stop_agent"] = True
 
     def describe_apply(self, ctx: StepContext) -> str:
         return f"install the idle-stop agent and its timer: {self.settings.describe()}"
