@@ -68,7 +68,7 @@ def seed_ssm_in_process(regions: tuple[str, ...] = REGIONS, params: dict[str, st
     for region in regions:
         backend = ssm_backends[ACCOUNT][region]
         for name, value in (SSM_PARAMETERS if params is None else params).items():
-            backend._parameters[name] = [Parameter(
+            backend._parameters[name] = [Parameter(  # type: ignore[abstract]
                 account_id=ACCOUNT, name=name, value=value, parameter_type="String", description=None,
                 allowed_pattern=None, keyid=None, last_modified_date=now, version=1, data_type="aws:ec2:image")]
 

@@ -202,8 +202,8 @@ def test_ami_falls_back_to_canonicals_newest_image_without_ssm(moto_ec2: Any) ->
     ({"instance_type": "c8gb.large"}, UsageError, "instance-type-not-offered"),
     ({"subnet": "subnet-0123456789abcdef0"}, NotFoundError, "subnet-not-found"),
 ])
-def test_bad_input_is_refused_before_anything_is_made(moto_ec2: Any, flags: dict[str, str], cls: type,
-                                                      code: str) -> None:
+def test_bad_input_is_refused_before_anything_is_made(moto_ec2: Any, flags: dict[str, str],
+                                                      cls: type[MlopsError], code: str) -> None:
     with pytest.raises(cls) as e:
         Harness().up("ws", **flags)
     assert e.value.code == code, e.value.message

@@ -417,13 +417,17 @@ class Ec2Provider(Provider):
         from mlops_env.aws.ec2 import LIVE_STATES, state_of, tags_of
         from mlops_env.aws.session import Aws
 
-        regions = {r.provider_data.get("region") for r in records if r.provider == "ec2"} - {None}
+        # Where to look: --region (with --profile), and the region/profile of every EC2 record.
+        where: dict[str, str | None] = {}
+        for r in records:
+            if r.provider == "ec2" and r.provider_data.get("region"):
+                where.setdefault(str(r.provider_data["region"]), r.provider_data.get("profile"))
         if hints.get("region"):
-            regions.add(hints["region"])
+            where[str(hints["region"])] = hints.get("profile")
         known = {r.name for r in records}
         rows: list[dict[str, Any]] = []
-        for region in sorted(str(r) for r in regions):
-            aws = Aws(region, hints.get("profile"))
+        for region, profile in sorted(where.items()):
+            aws = Aws(region, profile)
             res = aws.paginate("ec2", "describe_instances", "Reservations",
                                Filters=[{"Name": f"tag:{TAG_TOOL}", "Values": [TOOL_VALUE]},
                                         {"Name": "instance-state-name", "Values": list(LIVE_STATES)}])
