@@ -12,7 +12,7 @@
 #        idle-agent configure [--set K=V]... [--default K=V]...   write them (root)
 #        idle-agent gather                the activity seen now (one line per rule; read-only)
 #        idle-agent rule NAME [ARGS]      one pure rule function on captured input (tests):
-#            ps-sessions < `ps -eo pid=,user=,args=`      who-sessions < `LC_ALL=C who -u`
+#            ps-sessions < `ps -eo pid=,user:32=,args=`      who-sessions < `LC_ALL=C who -u`
 #            loadavg THRESHOLD < /proc/loadavg            cgroup-usage < cpuacct.usage|cpu.stat
 #            cpu-load PREV_NS PREV_T NOW_NS NOW_T THRESHOLD
 #            jupyter-server < jpserver-PID.json           jupyter-kernels < GET /api/kernels
@@ -162,7 +162,7 @@ configure() {
 # Each rule prints one verdict line: `active RULE DETAIL`, `idle RULE [LAST-ACTIVITY-EPOCH]`
 # or `unknown RULE DETAIL` (could not be evaluated: counted as activity, never as idle).
 
-# SSH sessions from `ps -eo pid=,user=,args=`: OpenSSH names each authenticated session's
+# SSH sessions from `ps -eo pid=,user:32=,args=`: OpenSSH names each authenticated session's
 # process `sshd: USER@TTY` (`sshd-session:` from OpenSSH 9.8), TTY `notty` without a terminal
 # (VS Code Remote-SSH, `ssh host cmd`), and plain `sshd: USER`, run as USER, while the
 # connection has no session channel (`ssh -N -L 8888:...`: a Jupyter tunnel). Pre-authentication
@@ -398,7 +398,7 @@ alive() { [ -d "$ROOT/proc/$1" ]; }
 
 gather_sessions() {
   local out="" pid what seen=" " n=0 list=""
-  out=$( { bounded ps -eo pid=,user=,args= 2>/dev/null || true; } | rule_ps_sessions)
+  out=$( { bounded ps -eo pid=,user:32=,args= 2>/dev/null || true; } | rule_ps_sessions)
   while read -r _ pid what; do
     [ -n "$pid" ] || continue
     n=$((n + 1)); list+="${list:+, }$what"; seen+="${what#*@} "

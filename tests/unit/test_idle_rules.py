@@ -44,6 +44,13 @@ def test_ps_sessions_openssh_98_names_and_ssm() -> None:
         "ssh 1230 ubuntu@pts/0", "ssh 1310 ubuntu@notty", "ssm 1402 root@ssm"]
 
 
+def test_ps_sessions_long_user_names() -> None:
+    # `ps -o user:32` keeps a long name whole, so a tunnel-only session still matches its user
+    text = "  200 data-scientist-01                sshd: data-scientist-01\n"
+    assert rule("ps-sessions", stdin=text) == ["ssh 200 data-scientist-01@forwarding"]
+    assert rule("ps-sessions", stdin="  201 data-sc+  sshd: data-scientist-01\n") == []
+
+
 # -- logins (who) ----------------------------------------------------------------------------
 def test_who_sessions_c_locale() -> None:
     assert rule("who-sessions", stdin=FIX / "who-u-C.txt") == ["who 107 tester@pts/0"]
