@@ -186,3 +186,23 @@ def test_status_does_not_connect_when_there_is_nothing_to_ask(tmp_path: Path) ->
     # an ec2 box that cannot be reached: reported, not raised (no pinned key here)
     got = cli_idle.read_agent(paths, _rec(), {"state": "running"})
     assert got is not None and "no pinned host key" in got["error"]
+
+
+def test_codespaces_are_left_alone(tmp_path: Path) -> None:
+    """A codespace has GitHub's own idle timeout and no systemd: never the agent, even when
+    the config file asks for an idle stop (meant for ec2)."""
+    from mlops_env.steps import idlestop
+
+    assert not idlestop.wanted("codespace", resolve(tmp_path, idle_stop="30m"))
+    ep = Endpoint("fake", 22, "u", "/k", "a")
+    t = doctor.Target("workstation", "x", Record("cs", "codespace", "mlops-cs", endpoint=ep), ep, "fix")
+    assert "idle-stop" not in [s.id for s in doctor._steps(t, config.Resolved({"smoke_test": "off"}, {}), ["system"])]
+
+
+def test_idle_stop_command_refuses_a_codespace(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from mlops_env.paths import get_paths
+    from mlops_env.state import Store
+
+    Store(get_paths()).save(Record("cs", "codespace", "mlops-cs", endpoint=Endpoint("x", 22, "u", "/k", "a")))
+    r = cli("--json", "idle-stop", "cs", "30m")
+    assert r.exit_code == 2 and json.loads(r.stdout)["errors"][0]["code"] == "unsupported-provider"

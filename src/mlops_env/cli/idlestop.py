@@ -75,7 +75,13 @@ def run_idle_stop(name: str, settings: Any, timeout: float, ui: Any) -> dict[str
     from mlops_env.pipeline import connect
     from mlops_env.state import Store, validate_name
     from mlops_env.steps import Facts, StepContext
-    from mlops_env.steps.idlestop import IdleStopStep, parse_status, status_call, summarize
+    from mlops_env.steps.idlestop import (
+        PROVIDERS,
+        IdleStopStep,
+        parse_status,
+        status_call,
+        summarize,
+    )
 
     validate_name(name)
     paths = get_paths()
@@ -84,6 +90,11 @@ def run_idle_stop(name: str, settings: Any, timeout: float, ui: Any) -> dict[str
     if rec.endpoint is None:
         raise UsageError(f"{name} has not been set up yet",
                          hint=f"run `mlops-env up {rec.provider} {name}` first", code="not-ready")
+    if rec.provider not in PROVIDERS:
+        raise UsageError(f"{name} is a {rec.provider} workstation: mlops-env's idle stop runs on "
+                         f"{', '.join(PROVIDERS)} workstations",
+                         hint="a codespace stops itself: `mlops-env up codespace NAME --idle-timeout 30m`",
+                         code="unsupported-provider")
     step = IdleStopStep(settings)
     with store.lock(name, "idle-stop"):
         transport = connect(paths, rec.endpoint, timeout)

@@ -256,9 +256,10 @@ def _steps(target: Target, options: Resolved, cats: Sequence[str]) -> list[Step]
         keep.add("docker")
     steps = [s for s in workstation_steps(smoke) if s.id in keep]
     if target.mode == "workstation" and "system" in cats:
-        from mlops_env.steps.idlestop import doctor_step
+        from mlops_env.steps.idlestop import PROVIDERS, doctor_step
 
-        steps.append(doctor_step(target.record.provider))  # the idle-stop step's own check
+        if target.record.provider in PROVIDERS:  # the idle-stop step's own check
+            steps.append(doctor_step(target.record.provider))
     if target.mode == "workstation" and "local" in cats:
         steps.append(SshConfigStep())
     return steps

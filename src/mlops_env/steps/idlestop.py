@@ -33,6 +33,9 @@ RULES = ("ssh", "jupyter", "load", "containers")
 #: the idle window when the user chose none: on for cloud boxes (they cost money), off for the
 #: others (a local container or the user's own box costs nothing when left running)
 PROVIDER_WINDOW = {"ec2": 3600}
+#: where the agent can run (a systemd box mlops-env reaches over SSH); a codespace has
+#: GitHub's own idle timeout and no systemd
+PROVIDERS = ("ec2", "docker", "ssh")
 MIN_WINDOW = 5  # seconds (tests use seconds; a real window is minutes)
 MAX_WINDOW = 7 * 24 * 3600
 
@@ -169,6 +172,8 @@ def wanted(provider: str, options: Resolved) -> bool:
     only when the user asked (``--idle-stop``/``--max-hours``, from a flag, env or config)."""
     if provider in PROVIDER_WINDOW:
         return True
+    if provider not in PROVIDERS:
+        return False
     sources = getattr(options, "sources", {}) or {}
     return any(options.get(k) is not None and sources.get(k, "default") != "default"
                for k in ("idle_stop", "max_hours"))
