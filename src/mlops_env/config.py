@@ -104,6 +104,26 @@ def _cidr(v: Any) -> str:
         raise ValueError(f"expected a CIDR such as 203.0.113.7/32 ({e})") from None
 
 
+def _minutes(lo: int, hi: int, what: str) -> Callable[[Any], int]:
+    """A duration (``30m``, ``4h``, ``7d``; a bare number is minutes) as minutes in lo..hi."""
+    import re
+
+    def conv(v: Any) -> int:
+        m = re.fullmatch(r"\s*(\d{1,6})\s*([mhd]?)\s*", _str(v).lower())
+        if not m:
+            raise ValueError(f"expected a duration such as 30m, 4h or 7d, got {v!r}")
+        n = int(m.group(1)) * {"": 1, "m": 1, "h": 60, "d": 1440}[m.group(2)]
+        if not lo <= n <= hi:
+            raise ValueError(f"{what} must be between {_fmt_minutes(lo)} and {_fmt_minutes(hi)}, got {v!r}")
+        return n
+
+    return conv
+
+
+def _fmt_minutes(n: int) -> str:
+    return f"{n // 1440}d" if n and n % 1440 == 0 else f"{n // 60}h" if n and n % 60 == 0 else f"{n}m"
+
+
 @dataclass(frozen=True)
 class Option:
     name: str
@@ -144,6 +164,17 @@ UP_OPTIONS: dict[str, Option] = {o.name: o for o in [
     Option("allow_cidr", None, _cidr, "ec2: who may reach SSH (default: your public IP as /32)"),
     Option("subnet", None, _pattern(r"^subnet-[0-9a-f]{8,17}$", "a subnet id such as subnet-0123abcd"),
            "ec2: subnet to launch in (default: the default VPC's subnets)"),
+    Option("repo", None, _pattern(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$",
+                                  "a GitHub repository OWNER/REPO"),
+           "codespace: the repository with the dev container (OWNER/REPO)"),
+    Option("branch", None, _pattern(r"^(?!-)[A-Za-z0-9._/+-]{1,255}$", "a branch name"),
+           "codespace: branch (default: the repository's default branch)"),
+    Option("machine", None, _pattern(r"^[A-Za-z][A-Za-z0-9]{0,63}$", "a machine type such as standardLinux32gb"),
+           "codespace: machine type (default: the smallest allowed one with 4 cores and 16 GB)"),
+    Option("idle_timeout", None, _minutes(5, 240, "the idle timeout"),
+           "codespace: stop after this much inactivity (5m..4h; default: your GitHub setting)"),
+    Option("retention", None, _minutes(0, 43200, "the retention period"),
+           "codespace: delete this long after it stops (0m..30d; default: your GitHub setting)"),
 ]}
 
 

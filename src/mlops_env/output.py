@@ -49,12 +49,25 @@ _SECRET_PATTERNS = [
     re.compile(r"(AKIA|ASIA)[A-Z0-9]{16}"),
     re.compile(r"(?i)(aws_secret_access_key|aws_session_token|secret|password|token)(\s*[=:]\s*)(\S+)"),
     re.compile(r"gh[pousr]_[A-Za-z0-9]{20,}"),
+    re.compile(r"github_pat_[A-Za-z0-9_]{20,}"),
     re.compile(r"(?i)bearer\s+[A-Za-z0-9._\-]+"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
 ]
 
 
+# Exact values learned at run time (a GitHub token read from `gh auth token`), whatever their shape.
+_RUNTIME_SECRETS: set[str] = set()
+
+
+def register_secret(value: str) -> None:
+    """Mask this exact value in every log line and JSON document from now on."""
+    if value and len(value) >= 8:
+        _RUNTIME_SECRETS.add(value)
+
+
 def mask_secrets(text: str) -> str:
+    for secret in _RUNTIME_SECRETS:
+        text = text.replace(secret, "***")
     for pat in _SECRET_PATTERNS:
         if pat.groups >= 3:
             text = pat.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)

@@ -99,6 +99,8 @@ def ssh_entry(paths: Paths, record: Record, ep: Endpoint, forward: bool) -> sshc
         identity_file=_abs(ep.identity_file), known_hosts_file=paths.known_hosts,
         host_key_alias=ep.host_key_alias,
         forwards=sshconfig.DEFAULT_FORWARDS if forward else (),
+        # OpenSSH expands %-tokens in ProxyCommand: a literal % is written %%.
+        extra_options=(("ProxyCommand", ep.proxy_command.replace("%", "%%")),) if ep.proxy_command else (),
     )
 
 
@@ -128,7 +130,7 @@ def connect(paths: Paths, ep: Endpoint, timeout: float) -> Any:
         raise HostKeyError(f"no pinned host key for {ep.host_key_alias}",
                            hint="run `mlops-env up` for this workstation again to pin it")
     return SSHTransport(ep.host, ep.port, ep.user, ep.identity_file, pinned[0],
-                        timeout=timeout, label=ep.host_key_alias)
+                        timeout=timeout, label=ep.host_key_alias, proxy_command=ep.proxy_command)
 
 
 def establish_trust(paths: Paths, ep: Endpoint, fingerprint_opt: str | None, events: Events,
@@ -378,7 +380,8 @@ def _data(record: Record, reports: list[engine.StepReport], ctx: StepContext, pa
 
 
 def code_command(record: Record) -> str:
-    home = (record.provider_data.get("facts") or {}).get("home") or (
+    # A provider may name the folder to open (a codespace: its repository under /workspaces).
+    home = record.provider_data.get("workdir") or (record.provider_data.get("facts") or {}).get("home") or (
         f"/home/{record.endpoint.user}" if record.endpoint else "/")
     return f"code --remote ssh-remote+{record.alias} {home}"
 

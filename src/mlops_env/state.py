@@ -45,6 +45,9 @@ class Endpoint:
     user: str
     identity_file: str
     host_key_alias: str
+    # A command whose stdin/stdout is the SSH connection (OpenSSH's ProxyCommand; a codespace is
+    # reached through `gh codespace ssh --stdio`), shell-quoted; None = TCP to host:port.
+    proxy_command: str | None = None
 
 
 @dataclass

@@ -13,6 +13,8 @@ Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmat
 Region = Annotated[str | None, typer.Option(
     "--region", help="ec2: also look in this AWS region for workstations this machine does not know.")]
 Profile = Annotated[str | None, typer.Option("--profile", help="ec2: AWS profile for --region.")]
+Codespaces = Annotated[bool, typer.Option(
+    "--codespaces", help="codespace: also look on GitHub for codespaces mlops-env made that this machine does not know.")]
 
 
 def _load(name: str) -> tuple[Any, Any, Any]:
@@ -31,7 +33,8 @@ def _address(rec: Any) -> str:
 
 
 @app.command("list")
-def list_cmd(ctx: typer.Context, region: Region = None, profile: Profile = None) -> None:
+def list_cmd(ctx: typer.Context, region: Region = None, profile: Profile = None,
+             codespaces: Codespaces = False) -> None:
     """List the workstations this machine knows, with their live state (and, for EC2, the
     ones in their regions or --region that this machine does not know)."""
 
@@ -54,7 +57,8 @@ def list_cmd(ctx: typer.Context, region: Region = None, profile: Profile = None)
                          **list_columns(rec, live)})
         for kind in PROVIDER_KINDS:
             try:
-                rows += get_provider(kind, paths).discover(records, {"region": region, "profile": profile})
+                rows += get_provider(kind, paths).discover(records, {"region": region, "profile": profile,
+                                                                      "codespaces": codespaces})
             except MlopsError as e:
                 ui.warn(f"cannot list {kind} workstations: {e.message}", e.hint)
         if not ui.json_mode:
@@ -119,7 +123,8 @@ def status_cmd(ctx: typer.Context, name: Name) -> None:
             if smoke:
                 c.print(f"  smoke     RMSE train {smoke['rmse_train']:.3f}, val {smoke['rmse_val']:.3f}"
                         f"{' (synthetic)' if smoke.get('synthetic') else ''}")
-            c.print(f"  connect   {data['ssh_command']}  |  {data['code_command']}")
+            if rec.endpoint is not None:  # no address yet (a codespace made without gh): no alias to show
+                c.print(f"  connect   {data['ssh_command']}  |  {data['code_command']}")
         return data
 
     run_command(ctx, "status", body)
@@ -157,6 +162,8 @@ def ssh_cmd(
         import os
 
         paths, _store, rec = _load(name)
+        if rec.endpoint is None:
+            _no_alias(paths, rec)
         cmd = list(command or [])
         if cmd[:1] == ["--"]:  # parsing stops after NAME, so click hands the `--` on
             cmd = cmd[1:]
@@ -179,6 +186,8 @@ def code_cmd(ctx: typer.Context, name: Name) -> None:
         from mlops_env.pipeline import code_command
 
         _paths, _store, rec = _load(name)
+        if rec.endpoint is None:
+            return _open_url(ui, _paths, rec)
         cmd = code_command(rec)
         code = shutil.which("code")
         if code is None:
@@ -245,7 +254,7 @@ def start_cmd(ctx: typer.Context, name: Name) -> None:
 
 @app.command("down")
 def down_cmd(ctx: typer.Context, name: Name, yes: Yes = False, region: Region = None,
-             profile: Profile = None) -> None:
+             profile: Profile = None, codespaces: Codespaces = False) -> None:
     """Remove the workstation and everything mlops-env made for it (docker: the container and
     its volume; ec2: the instance, its disk, security group and key pair; ssh: only mlops-env's
     records — nothing on the box is touched). With --region, also an EC2 workstation this
@@ -259,14 +268,15 @@ def down_cmd(ctx: typer.Context, name: Name, yes: Yes = False, region: Region = 
         try:
             paths, store, rec = _load(name)
         except NotFoundError:
-            if not region:
+            if not region and not codespaces:
                 raise
             from mlops_env.paths import get_paths
             from mlops_env.state import Store
 
             paths = get_paths()
             store = Store(paths)
-            found = (get_provider(k, paths).adopt(name, {"region": region, "profile": profile})
+            found = (get_provider(k, paths).adopt(name, {"region": region, "profile": profile,
+                                                         "codespaces": codespaces})
                      for k in PROVIDER_KINDS)
             rec = next((r for r in found if r is not None), None)
             if rec is None:
@@ -297,3 +307,45 @@ def down_cmd(ctx: typer.Context, name: Name, yes: Yes = False, region: Region = 
         return {"name": name, "removed": removed}
 
     run_command(ctx, "down", body)
+
+
+def _no_alias(paths: Any, rec: Any) -> None:
+    """A workstation without an SSH address (a codespace made without the GitHub CLI)."""
+    from mlops_env.errors import NotFoundError
+    from mlops_env.providers import get_provider
+
+    links = get_provider(rec.provider, paths).links(rec)
+    hint = f"`mlops-env up {rec.provider} {rec.name}` writes it"
+    if rec.provider == "codespace":
+        hint += " once the GitHub CLI (gh) is installed and logged in (https://cli.github.com)"
+    if links.get("browser"):
+        hint += f"; meanwhile open {links['browser']}"
+    raise NotFoundError(f"{rec.name} has no SSH alias yet", hint=hint, code="no-ssh-alias")
+
+
+def _open_url(ui: Any, paths: Any, rec: Any) -> dict[str, Any]:
+    """VS Code without an SSH alias: the provider's vscode:// URL (a codespace: the GitHub
+    Codespaces extension), with `code --open-url`, or `gh codespace code`, or printed."""
+    import shutil
+    import subprocess
+
+    from mlops_env.providers import get_provider
+
+    links = get_provider(rec.provider, paths).links(rec)
+    url = links.get("vscode")
+    if not url:
+        _no_alias(paths, rec)
+    code, gh = shutil.which("code"), shutil.which("gh")
+    if code:
+        argv = [code, "--open-url", str(url)]
+    elif gh and links.get("codespace"):
+        argv = [gh, "codespace", "code", "-c", links["codespace"]]
+    else:
+        if not ui.json_mode:
+            ui.out.print(url)
+            ui.console.print("[dim]VS Code's `code` command is not on PATH: open the URL above (it needs the GitHub "
+                             "Codespaces extension)" + (f", or the browser: {links['browser']}" if links.get("browser")
+                                                        else "") + "[/dim]")
+        return {"command": None, "url": url, "launched": False}
+    subprocess.run(argv, check=False)  # noqa: S603 - argv list
+    return {"command": " ".join(argv), "url": url, "launched": True}

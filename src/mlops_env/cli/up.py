@@ -70,7 +70,11 @@ def _common(**kw: Any) -> dict[str, Any]:
 def _run_up(ctx: typer.Context, provider: str, name: str, flags: dict[str, Any], config: Path | None,
             dry_run: bool, yes: bool, jobs: int,
             provider_data: Callable[[], dict[str, Any]] | None = None,
-            fingerprint: str | None = None, provision_only: bool = False) -> None:
+            fingerprint: str | None = None, provision_only: bool = False,
+            runner: Callable[..., dict[str, Any]] | None = None,
+            summary: Callable[[Any, dict[str, Any]], None] | None = None) -> None:
+    """``runner(req, paths, events)`` replaces ``pipeline.up`` (a codespace's own bring-up) and
+    ``summary(ui, data)`` its summary; both are imported lazily by the caller."""
     def body(ui: Any) -> Any:
         from mlops_env import config as cfg
         from mlops_env.cli.progress import StepView
@@ -85,8 +89,9 @@ def _run_up(ctx: typer.Context, provider: str, name: str, flags: dict[str, Any],
                         provider_data=provider_data() if provider_data else {},
                         host_key_fingerprint=fingerprint, dry_run=dry_run, jobs=jobs,
                         provision_only=provision_only)
+        run = runner or up
         if dry_run:
-            data = up(req, paths, Events())
+            data = run(req, paths, Events())
             _print_dry_run(ui, data)
             return data
 
@@ -114,8 +119,8 @@ def _run_up(ctx: typer.Context, provider: str, name: str, flags: dict[str, Any],
             )
             if not ui.json_mode:
                 ui.console.print(f"[bold]mlops-env up {provider} {name}[/bold]")
-            data = up(req, paths, events)
-        _print_summary(ui, data)
+            data = run(req, paths, events)
+        (summary or _print_summary)(ui, data)
         return data
 
     run_command(ctx, "up", body)
@@ -249,3 +254,45 @@ def up_ec2(
     first connection, encrypted disk; stop/start/down manage its cost. See docs/ec2.md."""
     flags = _common(**locals())
     _run_up(ctx, "ec2", name, flags, config, dry_run, yes, jobs, provision_only=provision_only)
+
+@up_app.command("codespace")
+def up_codespace(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Workstation name ([a-z0-9-], 1-32).")] = "default",
+    repo: Annotated[str | None, typer.Option(
+        "--repo", metavar="OWNER/REPO", help="The repository with the dev container (remembered after the first up).")] = None,
+    branch: Annotated[str | None, typer.Option(
+        "--branch", help="Branch to open (default: the repository's default branch).")] = None,
+    machine: Annotated[str | None, typer.Option(
+        "--machine", help="Machine type, e.g. basicLinux32gb, standardLinux32gb (default: the smallest allowed "
+        "one with 4 cores and 16 GB).")] = None,
+    idle_timeout: Annotated[str | None, typer.Option(
+        "--idle-timeout", metavar="DURATION", help="Stop after this much inactivity, e.g. 30m (5m..4h; default: "
+        "your GitHub setting).")] = None,
+    retention: Annotated[str | None, typer.Option(
+        "--retention", metavar="DURATION", help="Delete this long after it stops, e.g. 7d (0m..30d; default: your "
+        "GitHub setting).")] = None,
+    provision_only: Annotated[bool, typer.Option(
+        "--provision-only", help="Create or resume the codespace and write the SSH alias; no doctor, no smoke "
+        "test.")] = False,
+    python_dist: PythonDist = None, smoke_test: SmokeTest = None, forward: Forward = None,
+    ssh_timeout: SshTimeout = None, config: ConfigFile = None, dry_run: DryRun = False, yes: Yes = False,
+) -> None:
+    """A workstation in a GitHub Codespace of a repository with the dev container (`mlops-env
+    devcontainer init`): SSH alias through the GitHub CLI, then doctor and the smoke test inside
+    it. Token: GH_TOKEN, GITHUB_TOKEN or `gh auth token` (codespace scope). See docs/codespace.md."""
+    flags = _common(python_dist=python_dist, smoke_test=smoke_test, forward=forward, ssh_timeout=ssh_timeout)
+    flags.update(repo=repo, branch=branch, machine=machine, idle_timeout=idle_timeout, retention=retention)
+
+    def runner(req: Any, paths: Any, events: Any) -> dict[str, Any]:
+        from mlops_env.codespace_up import up as codespace_up
+
+        return codespace_up(req, paths, events)
+
+    def summary(ui: Any, data: dict[str, Any]) -> None:
+        from mlops_env.codespace_up import print_summary
+
+        print_summary(ui, data)
+
+    _run_up(ctx, "codespace", name, flags, config, dry_run, yes, 1, provision_only=provision_only,
+            runner=runner, summary=summary)

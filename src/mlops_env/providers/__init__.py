@@ -91,8 +91,13 @@ class Provider(ABC):
         from another machine), or None when there is nothing of that name."""
         return None
 
+    def links(self, record: Record) -> dict[str, str]:
+        """Ways to open the workstation other than ``ssh ALIAS`` (a codespace: ``browser`` and
+        ``vscode`` URLs), for ``code``, and ``ssh`` when there is no SSH alias."""
+        return {}
 
-PROVIDER_KINDS = ("docker", "ssh", "ec2")
+
+PROVIDER_KINDS = ("docker", "ssh", "ec2", "codespace")
 
 
 def get_provider(kind: str, paths: Paths) -> Provider:
@@ -108,4 +113,8 @@ def get_provider(kind: str, paths: Paths) -> Provider:
         from mlops_env.providers.ec2 import Ec2Provider
 
         return Ec2Provider(paths)
-    raise UsageError(f"unknown provider {kind!r}", hint="use docker, ssh or ec2")
+    if kind == "codespace":
+        from mlops_env.providers.codespace import CodespaceProvider
+
+        return CodespaceProvider(paths)
+    raise UsageError(f"unknown provider {kind!r}", hint="use docker, ssh, ec2 or codespace")

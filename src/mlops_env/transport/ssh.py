@@ -44,8 +44,10 @@ def fingerprint(key_type: str, key_b64: str) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
-def _open_transport(host: str, port: int, deadline: float, key_types: tuple[str, ...] | None) -> Any:
-    """Open a TCP connection and complete the SSH handshake, retrying until ``deadline``.
+def _open_transport(host: str, port: int, deadline: float, key_types: tuple[str, ...] | None,
+                    proxy_command: str | None = None) -> Any:
+    """Open a TCP connection (or run ``proxy_command``, OpenSSH's ProxyCommand, and talk over its
+    stdin/stdout) and complete the SSH handshake, retrying until ``deadline``.
 
     Retries cover a box that is still booting: connection refused, no banner yet, reset.
     """
@@ -58,7 +60,10 @@ def _open_transport(host: str, port: int, deadline: float, key_types: tuple[str,
         attempts += 1
         sock = None
         try:
-            sock = socket.create_connection((host, port), timeout=min(10.0, max(1.0, deadline - time.monotonic())))
+            if proxy_command:
+                sock = _proxy_socket(proxy_command)
+            else:
+                sock = socket.create_connection((host, port), timeout=min(10.0, max(1.0, deadline - time.monotonic())))
             t = paramiko.Transport(sock)
             if key_types:
                 t.get_security_options().key_types = key_types
@@ -81,10 +86,18 @@ def _open_transport(host: str, port: int, deadline: float, key_types: tuple[str,
                 sock.close()
             except OSError:
                 pass
+            if proxy_command:
+                last = _proxy_failure(sock, last)
         if time.monotonic() + delay > deadline:
             break
         time.sleep(delay)
         delay = min(delay * 1.5, 2.0)
+    if proxy_command:
+        raise ConnectError(
+            f"cannot reach SSH on {host} through `{proxy_command}`: {_describe(last)}",
+            hint="check that the box is running (`mlops-env status NAME`) and that the proxy command works",
+            code="unreachable",
+        )
     raise ConnectError(
         f"cannot reach SSH on {host}:{port}: {_describe(last)}",
         hint="check that the box is running and that its address and port are right "
@@ -106,13 +119,67 @@ def _describe(e: Exception | None) -> str:
     return text.splitlines()[0]
 
 
-def probe_host_key(host: str, port: int, timeout: float = 30.0) -> tuple[str, str]:
+def _proxy_socket(command: str) -> Any:
+    """paramiko's ProxyCommand, except that the command's end of output is the end of the
+    connection (paramiko's own spins until its timeout when the command exits), and that
+    closing it reaps the process."""
+    import os
+
+    import paramiko
+
+    class _Proxy(paramiko.ProxyCommand):  # type: ignore[misc]
+        def recv(self, size: int) -> bytes:
+            r, _, _ = select.select([self.process.stdout], [], [], self.timeout)
+            if not r:
+                raise TimeoutError()  # socket.timeout: paramiko reads it as "no data yet"
+            return os.read(self.process.stdout.fileno(), size)  # b"" = EOF: paramiko raises EOFError
+
+        def close(self) -> None:
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=5)
+                except Exception:  # noqa: BLE001 - a proxy that ignores SIGTERM
+                    self.process.kill()
+                    self.process.wait(timeout=5)
+            for f in (self.process.stdin, self.process.stdout):
+                try:
+                    f.close()
+                except OSError:
+                    pass
+
+    return _Proxy(command)
+
+
+def _proxy_failure(sock: Any, last: Exception | None) -> Exception | None:
+    """The proxy command's last stderr line (it says why it could not connect), when it wrote one."""
+    import os
+
+    proc = getattr(sock, "process", None)
+    if proc is None or proc.stderr is None:
+        return last
+    try:
+        proc.wait(timeout=2)
+        r, _, _ = select.select([proc.stderr], [], [], 0)
+        err = os.read(proc.stderr.fileno(), 8192) if r else b""
+        proc.stderr.close()
+    except Exception:  # noqa: BLE001 - best effort: the error message only
+        return last
+    lines = [ln for ln in err.decode("utf-8", "replace").splitlines() if ln.strip()]
+    if not lines:
+        return last
+    log.debug("proxy command stderr: %s", " | ".join(lines[-5:]))
+    return ConnectionError(f"{lines[-1].strip()} (proxy command exit {proc.returncode})")
+
+
+def probe_host_key(host: str, port: int, timeout: float = 30.0,
+                   proxy_command: str | None = None) -> tuple[str, str]:
     """Return ``(key_type, base64)`` of the host key the server presents (ED25519 preferred).
 
     Used only for first contact with a box the user brings (``up ssh``); the caller shows the
     fingerprint and asks for confirmation (or compares ``--host-key-fingerprint``).
     """
-    t = _open_transport(host, port, time.monotonic() + timeout, None)
+    t = _open_transport(host, port, time.monotonic() + timeout, None, proxy_command)
     try:
         key = t.get_remote_server_key()
         return key.get_name(), key.get_base64()
@@ -148,8 +215,10 @@ class SSHTransport(Transport):
         *,
         timeout: float = 60.0,
         label: str = "",
+        proxy_command: str | None = None,
     ) -> None:
         self.host, self.port, self.user = host, port, user
+        self.proxy_command = proxy_command
         self.identity_file = identity_file
         self.host_key = host_key
         self.timeout = timeout
@@ -169,7 +238,7 @@ class SSHTransport(Transport):
                                hint="run `mlops-env up` for this workstation again")
         ktype, kb64 = parts[0], parts[1]
         deadline = time.monotonic() + self.timeout
-        t = _open_transport(self.host, self.port, deadline, _KEY_ALGOS.get(ktype, (ktype,)))
+        t = _open_transport(self.host, self.port, deadline, _KEY_ALGOS.get(ktype, (ktype,)), self.proxy_command)
         try:
             presented = t.get_remote_server_key()
             if presented.get_name() != ktype or presented.get_base64() != kb64:
@@ -216,7 +285,7 @@ class SSHTransport(Transport):
     def fresh(self) -> SSHTransport:
         """A second, new login: group changes (usermod -aG docker) apply there."""
         return SSHTransport(self.host, self.port, self.user, self.identity_file, self.host_key,
-                            timeout=self.timeout, label=self.label)
+                            timeout=self.timeout, label=self.label, proxy_command=self.proxy_command)
 
     def close(self) -> None:
         if self._t is not None:
