@@ -588,7 +588,7 @@ def render_user(opts: Options) -> dict[str, str]:
     for path, value in edits:
         text = _replace_value(text, path, value, file)
     if not opts.docker:
-        text = _remove_member(text, ("features",), file)
+        text = _remove_member(text, ("features", "ghcr.io/devcontainers/features/docker-in-docker:2"), file)
     flags = [f"--python-dist {opts.python_dist}"] + ([] if opts.docker else ["--no-docker"])
     if opts.mlops_env_source:
         flags.append(f"--mlops-env-source {shlex.quote(opts.mlops_env_source)}")

@@ -68,7 +68,9 @@ def test_both_configs_build_the_same_dockerfile_from_the_same_small_context(conf
 def test_repo_definition_has_what_the_course_needs() -> None:
     v = dc.parse_jsonc(SRC.read_text()).value
     assert v["build"]["args"]["BASE_IMAGE"] == "mcr.microsoft.com/devcontainers/base:noble"
-    assert v["features"] == {"ghcr.io/devcontainers/features/docker-in-docker:2": {}}
+    # docker-in-docker, and sshd for `gh codespace ssh` / `mlops-env up codespace`
+    assert v["features"] == {"ghcr.io/devcontainers/features/docker-in-docker:2": {},
+                             "ghcr.io/devcontainers/features/sshd:1": {}}
     assert v["forwardPorts"] == [8888, 5000]
     assert v["portsAttributes"]["8888"]["label"] == "Jupyter"
     assert v["portsAttributes"]["5000"]["label"] == "MLflow"
@@ -102,7 +104,8 @@ def test_init_output_is_valid_for_every_distribution(dist: str, docker: bool) ->
     assert v["onCreateCommand"] == f"bash .devcontainer/on-create.sh --templates .devcontainer{tos}"
     assert v["postCreateCommand"] == ("bash .devcontainer/post-create.sh --install mlops-env==0.1.0"
                                       + ("" if docker else " --no-docker"))
-    assert ("features" in v) is docker
+    assert ("ghcr.io/devcontainers/features/docker-in-docker:2" in v["features"]) is docker
+    assert "ghcr.io/devcontainers/features/sshd:1" in v["features"]
     # everything else as in this repository's own definition
     src = dc.parse_jsonc(SRC.read_text()).value
     for key in ("name", "forwardPorts", "portsAttributes", "hostRequirements", "remoteUser"):

@@ -236,11 +236,11 @@ def test_status_and_doctor_show_the_agent(box: Any, docker_engine: Any, user_env
     assert "idle stop power off after 10m idle" in human.stdout, human.stdout
 
     d = user_env.mlops("--json", "doctor", "ws", "--only", "system")
-    c = {x["id"]: x for x in d.data["checks"]}["system.idle-stop"]
+    c = {x["id"]: x for x in d.data["checks"]}["tools.idle-stop"]
     assert (c["status"], c["message"]) == ("ok", "idle-stop after 10 min idle; checked every 30 s"), d.stdout
     hosts.exec_in(docker_engine, box.container_id, ["systemctl", "stop", "mlops-env-idle.timer"])
     d = user_env.mlops("--json", "doctor", "ws", "--only", "system")
-    c = {x["id"]: x for x in d.data["checks"]}["system.idle-stop"]
+    c = {x["id"]: x for x in d.data["checks"]}["tools.idle-stop"]
     assert d.code == 1 and (c["status"], c["message"]) == ("fail", "mlops-env-idle.timer is not active")
     assert "mlops-env doctor ws --fix" in c["hint"]
     f = user_env.mlops("--json", "doctor", "ws", "--only", "system", "--fix", "--yes")

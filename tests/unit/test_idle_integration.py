@@ -107,7 +107,7 @@ def test_doctor_ec2_without_the_agent_then_fix(tmp_path: Path) -> None:
     box = IdleBox(tmp_path / "box", packages=BASE_PACKAGES)
     paths = _paths(tmp_path)
     rep = doctor.diagnose(_target(box, "ec2"), resolve(tmp_path), ["system"], paths, keep_transport=True)
-    c = {x.id: x for x in rep.checks}["system.idle-stop"]
+    c = {x.id: x for x in rep.checks}["tools.idle-stop"]
     assert (c.status, c.message, c.step) == (FAIL, "the idle-stop agent is not installed", "idle-stop")
     assert "mlops-env doctor ws --fix" in (c.hint or "") and "idle-stop NAME off" in (c.hint or "")
     assert rep.fixable_steps() == ["idle-stop"] and rep.round_trips == 1
@@ -119,7 +119,7 @@ def test_doctor_ec2_without_the_agent_then_fix(tmp_path: Path) -> None:
         rep.transport.close()
     assert [(r.id, r.status) for r in reports] == [("idle-stop", "changed")]
     after = doctor.diagnose(_target(box, "ec2"), resolve(tmp_path), ["system"], paths)
-    c = {x.id: x for x in after.checks}["system.idle-stop"]
+    c = {x.id: x for x in after.checks}["tools.idle-stop"]
     assert (c.status, c.message) == (OK, "idle-stop after 1 h idle; checked every 30 s")
 
 
@@ -129,17 +129,17 @@ def test_doctor_keeps_what_the_user_chose_and_sees_a_stopped_timer(tmp_path: Pat
     box = IdleBox(tmp_path / "box", packages=BASE_PACKAGES)
     apply(box, "--set", "window=1800")  # `mlops-env idle-stop ws 30m`
     rep = doctor.diagnose(_target(box, "ec2"), resolve(tmp_path), ["system"], _paths(tmp_path))
-    assert {x.id: x for x in rep.checks}["system.idle-stop"].status == OK
+    assert {x.id: x for x in rep.checks}["tools.idle-stop"].status == OK
     (box.state / "units" / "mlops-env-idle.timer.active").unlink()
     rep = doctor.diagnose(_target(box, "ec2"), resolve(tmp_path), ["system"], _paths(tmp_path))
-    c = {x.id: x for x in rep.checks}["system.idle-stop"]
+    c = {x.id: x for x in rep.checks}["tools.idle-stop"]
     assert (c.status, c.message) == (FAIL, "mlops-env-idle.timer is not active")
 
 
 def test_doctor_docker_box_without_idle_stop_is_fine(tmp_path: Path) -> None:
     box = IdleBox(tmp_path / "box", packages=BASE_PACKAGES)
     rep = doctor.diagnose(_target(box, "docker"), resolve(tmp_path), ["system"], _paths(tmp_path))
-    c = {x.id: x for x in rep.checks}["system.idle-stop"]
+    c = {x.id: x for x in rep.checks}["tools.idle-stop"]
     assert (c.status, c.message) == (OK, "idle-stop off")
 
 

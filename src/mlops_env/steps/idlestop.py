@@ -194,12 +194,12 @@ def doctor_step(provider: str) -> IdleStopStep:
 
 
 def doctor_check(res: CheckResult) -> Any:
-    """The doctor's ``system.idle-stop`` check from the step's own check result."""
+    """The doctor's ``tools.idle-stop`` check from the step's own check result."""
     from mlops_env.doctor.parse import FAIL, OK, Check
 
     if res.ok:
-        return Check("system.idle-stop", OK, res.message)
-    return Check("system.idle-stop", FAIL, res.message,
+        return Check("tools.idle-stop", OK, res.message)
+    return Check("tools.idle-stop", FAIL, res.message,
                  res.hint or "`mlops-env idle-stop NAME off` turns the idle stop off instead", step="idle-stop")
 
 
