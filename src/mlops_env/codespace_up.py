@@ -26,7 +26,7 @@ from mlops_env import engine, knownhosts, sshconfig
 from mlops_env.config import Resolved
 from mlops_env.errors import StepFailed, UsageError
 from mlops_env.paths import Paths
-from mlops_env.pipeline import Events, SshConfigStep, UpRequest
+from mlops_env.pipeline import Events, SshConfigStep, UpRequest, run_local_step
 from mlops_env.state import Record, Store, validate_name
 from mlops_env.steps import Facts, StepContext
 
@@ -139,7 +139,7 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
     ctx = StepContext(transport=None, facts=Facts({}), options=opts, record=record,  # type: ignore[arg-type]
                       paths=paths, endpoint=ep,
                       on_line=lambda sid, line: events.step("line", sid, line=line))
-    reports.append(_ssh_config(ctx, events))
+    reports.append(run_local_step(SshConfigStep(), ctx, events))
     record.steps = {r.id: r.as_dict() for r in reports}
     store.save(record)
     if req.provision_only:
@@ -205,19 +205,6 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
     data["warnings"] = warnings
     data["ssh_round_trips"], data["ssh_connections"] = round_trips, connects
     return data
-
-
-def _ssh_config(ctx: StepContext, events: Events) -> engine.StepReport:
-    step = SshConfigStep()
-    t0 = time.monotonic()
-    events.step("start", step.id, title=step.title, message="")
-    check = step.check_local(ctx)
-    if not check.ok:
-        step.apply(ctx)
-    rep = engine.StepReport(step.id, step.title, engine.UNCHANGED if check.ok else engine.CHANGED,
-                            time.monotonic() - t0, step.check_local(ctx).message)
-    events.step("done", step.id, report=rep)
-    return rep
 
 
 def _with_dist(opts: Resolved, transport: Any, events: Events) -> Resolved:

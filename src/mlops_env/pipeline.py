@@ -280,14 +280,9 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
     return data
 
 
-def _provision_only(req: UpRequest, record: Record, reports: list[engine.StepReport], paths: Paths,
-                    store: Store, events: Events, t_total: float) -> dict[str, Any]:
-    """``--provision-only``: the box exists and its host key is pinned; write the SSH config
-    (the local ssh-config step alone) and stop: no connection, no bootstrap, no smoke test."""
-    assert record.endpoint is not None
-    step = SshConfigStep()
-    ctx = StepContext(transport=None, facts=Facts({}), options=req.options,  # type: ignore[arg-type]
-                      record=record, paths=paths, endpoint=record.endpoint)
+def run_local_step(step: Step, ctx: StepContext, events: Events) -> engine.StepReport:
+    """Check a local step (the SSH config), apply it when needed, report: for the paths that
+    run it outside the engine (``--provision-only``, ``up codespace`` without a box check)."""
     t0 = time.monotonic()
     events.step("start", step.id, title=step.title, message="")
     check = step.check_local(ctx)
@@ -296,6 +291,18 @@ def _provision_only(req: UpRequest, record: Record, reports: list[engine.StepRep
     rep = engine.StepReport(step.id, step.title, engine.UNCHANGED if check.ok else engine.CHANGED,
                             time.monotonic() - t0, step.check_local(ctx).message)
     events.step("done", step.id, report=rep)
+    return rep
+
+
+def _provision_only(req: UpRequest, record: Record, reports: list[engine.StepReport], paths: Paths,
+                    store: Store, events: Events, t_total: float) -> dict[str, Any]:
+    """``--provision-only``: the box exists and its host key is pinned; write the SSH config
+    (the local ssh-config step alone) and stop: no connection, no bootstrap, no smoke test."""
+    assert record.endpoint is not None
+    step = SshConfigStep()
+    ctx = StepContext(transport=None, facts=Facts({}), options=req.options,  # type: ignore[arg-type]
+                      record=record, paths=paths, endpoint=record.endpoint)
+    rep = run_local_step(step, ctx, events)
     reports = [*reports, rep]
     record.steps.update({r.id: r.as_dict() for r in reports})
     store.save(record)
