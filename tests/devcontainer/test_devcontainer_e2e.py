@@ -362,7 +362,8 @@ def init_devcontainer(devcontainer_cli: str, docker_engine: Any, base_image_with
     miniforge --no-docker`, started with `devcontainer up`. Post-create installs the default
     source, `mlops-env==<version>`, which pip finds in a find-links folder holding this
     checkout's wheel (the stand-in for PyPI). TEST-ONLY override (`--override-config`): the
-    local base image, the stand-in installer mirror, the wheelhouses."""
+    local base image, no features (the sshd one needs ghcr.io), the stand-in installer mirror,
+    the wheelhouses."""
     _remove_stale(docker_engine)
     base = tmp_path_factory.mktemp("devcontainer-init")
     base.chmod(0o755)
@@ -382,8 +383,9 @@ def init_devcontainer(devcontainer_cli: str, docker_engine: Any, base_image_with
                           env={**os.environ, "MLOPS_ENV_HOME": str(base / "mlops-home")})
     real = dc.parse_jsonc((repo / ".devcontainer" / "devcontainer.json").read_text()).value
     v = json.loads(json.dumps(real))
-    v["name"] += " [TEST-ONLY: local base image]"
+    v["name"] += " [TEST-ONLY: local base image, no features]"
     v["build"]["args"]["BASE_IMAGE"] = base_image_with_standin.image
+    v.pop("features")  # what init wrote keeps the sshd feature; ghcr.io is unreachable here
     v["containerEnv"].update({
         "MLOPS_ENV_CONDA_INSTALLER": base_image_with_standin.url,
         "MLOPS_ENV_CONDA_SHA256": base_image_with_standin.sha256,
