@@ -179,3 +179,21 @@ def base_image_with_standin(
     image = hosts.image_with_files(docker_engine, base_image, [standin_conda_installer.path])
     url = f"file:///opt/mirror/{standin_conda_installer.path.name}"
     return MirrorImage(image, url, standin_conda_installer.sha256)
+
+
+# --------------------------------------------------------------------------- the wheel
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This checkout built as a wheel (``pip wheel --no-deps``), once per test session."""
+    import subprocess
+
+    out = tmp_path_factory.mktemp("wheel")
+    root = _TESTS.parent
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(root)],
+                       capture_output=True, text=True, check=False)
+    if p.returncode != 0:
+        pytest.fail(f"building the wheel failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+    (whl,) = out.glob("mlops_env-*.whl")
+    return whl

@@ -19,13 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clirun import Run, mlops_env_bin  # noqa: F401 - re-exported for the tests here
+
 HERE = Path(__file__).resolve().parent
-
-
-def mlops_env_bin() -> str:
-    exe = Path(sys.executable).parent / "mlops-env"
-    assert exe.exists(), f"the mlops-env console script is not installed next to {sys.executable}: pip install -e ."
-    return str(exe)
 
 
 def path_without_gh() -> str:
@@ -41,28 +37,6 @@ def install_fake_gh(directory: Path) -> Path:
     gh.write_text(f"#!{sys.executable}\n" + (HERE / "fake_gh.py").read_text())
     gh.chmod(0o755)
     return directory
-
-
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def json(self) -> dict[str, Any]:
-        return json.loads(self.stdout)
-
-    @property
-    def data(self) -> dict[str, Any]:
-        return self.json["data"]
-
-    @property
-    def error(self) -> dict[str, Any]:
-        return self.json["errors"][0]
-
-    def __str__(self) -> str:
-        return f"exit {self.code}\nstdout: {self.stdout[-3000:]}\nstderr: {self.stderr[-3000:]}"
 
 
 @dataclass

@@ -3,16 +3,14 @@ Python) as a separate process in an isolated HOME and MLOPS_ENV_HOME, against re
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
+from clirun import Run, mlops_env_bin  # noqa: F401 - re-exported for the tests here
 
 # The user's own ~/.ssh/config before mlops-env touches it: comments, a Match block, a
 # `Host *`, CRLF line endings and no final newline. `down` must leave these bytes identical.
@@ -27,32 +25,6 @@ USER_SSH_CONFIG = (
     b"Host *\r\n"
     b"    ServerAliveInterval 60"
 )
-
-
-def mlops_env_bin() -> str:
-    exe = Path(sys.executable).parent / "mlops-env"
-    if not exe.exists():
-        pytest.fail(f"the mlops-env console script is not installed next to {sys.executable}: pip install -e .")
-    return str(exe)
-
-
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def json(self) -> dict[str, Any]:
-        return json.loads(self.stdout)
-
-    @property
-    def data(self) -> dict[str, Any]:
-        return self.json["data"]
-
-    @property
-    def error(self) -> dict[str, Any]:
-        return self.json["errors"][0]
 
 
 @dataclass

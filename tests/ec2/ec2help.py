@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clirun import Run, mlops_env_bin  # noqa: F401 - re-exported for the tests here
+
 from mlops_env import config
 from mlops_env.keys import ensure_keypair
 from mlops_env.paths import Paths, get_paths
@@ -109,35 +111,6 @@ def user_data_host_key(ec2: Any, instance_id: str) -> tuple[str, str]:
 
 
 # ------------------------------------------------------------------------ black-box helpers
-
-
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def json(self) -> dict[str, Any]:
-        import json
-
-        return dict(json.loads(self.stdout))
-
-    @property
-    def data(self) -> dict[str, Any]:
-        return dict(self.json["data"])
-
-    @property
-    def error(self) -> dict[str, Any]:
-        return dict(self.json["errors"][0])
-
-
-def mlops_env_bin() -> str:
-    import sys
-
-    exe = Path(sys.executable).parent / "mlops-env"
-    assert exe.exists(), f"the mlops-env console script is not installed next to {sys.executable}"
-    return str(exe)
 
 
 @dataclass

@@ -9,20 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
-                       capture_output=True, text=True, check=False)
-    if p.returncode != 0:
-        pytest.fail(f"building the wheel failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
-    (whl,) = out.glob("mlops_env-*.whl")
-    return whl
 
 
 def test_wheel_ships_every_template(wheel: Path) -> None:
