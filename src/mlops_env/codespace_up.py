@@ -149,7 +149,7 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
 
     # 4. one connection: doctor's checks in one round-trip, then the smoke test
     from mlops_env.errors import HostKeyError
-    from mlops_env.pipeline import _override_warnings, _save_smoke_report, connect
+    from mlops_env.pipeline import connect, finish, smoke_summary
     from mlops_env.providers.codespace import host_key_changed
 
     events.progress(f"connecting to {ep.user}@{ep.host} through gh")
@@ -189,19 +189,11 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
         round_trips, connects = transport.round_trips, getattr(transport, "connects", 1)
     finally:
         transport.close()
-    record.steps = {r.id: r.as_dict() for r in reports}
-    record.phase = "ready"
-    store.save(record)
-    _save_smoke_report(paths, record, ctx.data.get("smoke"))
-    warnings = _override_warnings(SshConfigStep().entry(ctx), paths)
-    for w in warnings:
-        events.warn(w)
+    warnings = finish(record, reports, ctx, store, events)
     data = _data(record, reports, paths, t_total, summary, ssh=True)
-    smoke = ctx.data.get("smoke")
-    if smoke and isinstance(smoke.get("data"), dict):
-        d = smoke["data"]
-        data["smoke"] = {k: d.get(k) for k in ("rmse_train", "rmse_val", "train_rows", "val_rows",
-                                              "synthetic", "features", "seconds")}
+    smoke = smoke_summary(ctx.data.get("smoke"))
+    if smoke:
+        data["smoke"] = smoke
     data["warnings"] = warnings
     data["ssh_round_trips"], data["ssh_connections"] = round_trips, connects
     return data

@@ -266,18 +266,35 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
     finally:
         transport.close()
     reports += step_reports
-    record.steps = {r.id: r.as_dict() for r in reports}
-    record.phase = "ready"
-    store.save(record)
-    _save_smoke_report(paths, record, ctx.data.get("smoke"))
-    warnings = _override_warnings(SshConfigStep().entry(ctx), paths)
-    for w in warnings:
-        events.warn(w)
+    warnings = finish(record, reports, ctx, store, events)
     data = _data(record, reports, ctx, paths, t_total)
     data["warnings"] = warnings
     data["ssh_round_trips"] = round_trips
     data["ssh_connections"] = connects
     return data
+
+
+def finish(record: Record, reports: list[engine.StepReport], ctx: StepContext, store: Store,
+           events: Events) -> list[str]:
+    """The end of a successful ``up``: the record is ready with its steps, the smoke report is
+    kept, and the user's ssh settings that override ours are warned about (returned)."""
+    record.steps = {r.id: r.as_dict() for r in reports}
+    record.phase = "ready"
+    store.save(record)
+    _save_smoke_report(ctx.paths, record, ctx.data.get("smoke"))
+    warnings = _override_warnings(SshConfigStep().entry(ctx), ctx.paths)
+    for w in warnings:
+        events.warn(w)
+    return warnings
+
+
+def smoke_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The smoke test's numbers for ``up``'s data, from ridetrain's envelope."""
+    if report and isinstance(report.get("data"), dict):
+        d = report["data"]
+        return {k: d.get(k) for k in ("rmse_train", "rmse_val", "train_rows", "val_rows",
+                                      "synthetic", "features", "seconds")}
+    return None
 
 
 def run_local_step(step: Step, ctx: StepContext, events: Events) -> engine.StepReport:
@@ -378,11 +395,9 @@ def _data(record: Record, reports: list[engine.StepReport], ctx: StepContext, pa
     }
     if record.provider_data.get("cost"):
         data["cost"] = record.provider_data["cost"]
-    smoke = ctx.data.get("smoke")
-    if smoke and isinstance(smoke.get("data"), dict):
-        d = smoke["data"]
-        data["smoke"] = {k: d.get(k) for k in ("rmse_train", "rmse_val", "train_rows", "val_rows",
-                                              "synthetic", "features", "seconds")}
+    smoke = smoke_summary(ctx.data.get("smoke"))
+    if smoke:
+        data["smoke"] = smoke
     return data
 
 
