@@ -162,8 +162,9 @@ class UI:
     # -- logging ----------------------------------------------------------------------------
     def start_log(self, logs_dir: Path, command: str) -> Path:
         """One DEBUG log file per run; secrets masked."""
-        logs_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(logs_dir, 0o700)
+        from mlops_env.paths import ensure_private_dir
+
+        ensure_private_dir(logs_dir)  # 0700; never chmods a $MLOPS_ENV_HOME the user made
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = logs_dir / f"{stamp}-{os.getpid()}-{command}.log"
         handler = logging.FileHandler(path, encoding="utf-8")

@@ -3,6 +3,10 @@
 Everything the tool writes lives below platformdirs' per-user directories, or below
 ``$MLOPS_ENV_HOME`` when that is set (tests and users who want one self-contained folder).
 The only file outside is the user's ``~/.ssh/config``, which gets one ``Include`` line.
+
+Directories mlops-env makes are 0700. ``$MLOPS_ENV_HOME`` itself is the user's folder: made 0700
+when it does not exist, but an existing one is never chmod-ed; ``home_exposure()`` says when
+other users can read or write it (doctor warns).
 """
 
 from __future__ import annotations
@@ -81,8 +85,52 @@ def templates_dir() -> Path:
     return here.parent.parent / "templates"
 
 
+def _user_home_root() -> Path | None:
+    home = os.environ.get(ENV_HOME)
+    return Path(home).expanduser().absolute() if home else None
+
+
 def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) and make it 0700."""
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
+    """Create ``path`` (and missing parents) 0700, and make an existing one 0700, except
+    ``$MLOPS_ENV_HOME`` itself: a folder the user gave is used as it is (see ``home_exposure``)."""
+    path = path.absolute()
+    missing: list[Path] = []
+    p = path
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile by another run
+            continue
+        os.chmod(d, 0o700)  # mkdir's mode is filtered by the umask: make sure it is 0700
+    if not missing and path != _user_home_root():
+        os.chmod(path, 0o700)
     return path
+
+
+def home_exposure() -> str | None:
+    """When ``$MLOPS_ENV_HOME`` is a directory other users can read or write, one sentence
+    saying so (for a warning); otherwise None. mlops-env keeps its SSH key, state and logs in
+    0700 sub-directories, but it does not change the permissions of a folder the user chose."""
+    root = _user_home_root()
+    if root is None:
+        return None
+    try:
+        st = root.stat()
+    except OSError:
+        return None
+    mode = st.st_mode & 0o777
+    if not mode & 0o077:
+        return None
+    who = []
+    if mode & 0o044:
+        who.append("read")
+    if mode & 0o022:
+        who.append("write")
+    if mode & 0o011 and not who:
+        who.append("enter")
+    return (f"{ENV_HOME}={root} can be {' and '.join(who) or 'accessed'} by other users (mode "
+            f"{mode:04o}); mlops-env keeps its SSH key and workstation records in it (in 0700 "
+            f"sub-directories); `chmod 700 {root}` makes it private")
