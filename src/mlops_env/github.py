@@ -1,12 +1,15 @@
-"""A small GitHub REST client (standard library only) for the Codespaces endpoints ``up codespace``
-uses, and where its token comes from.
+"""A small GitHub REST client (``requests``, through ``httpclient``) for the Codespaces endpoints
+``up codespace`` uses, and where its token comes from.
 
 Token, in this order: ``GH_TOKEN``, ``GITHUB_TOKEN`` (the names the GitHub CLI reads), then
 ``gh auth token``. Its value is registered with the output masking at once, is sent only in the
-``Authorization`` header, and is never logged, saved or printed.
+``Authorization`` header and only to the configured API origin: a redirect to any other origin
+(another host or port, https -> http) is refused and not followed. It is never logged, saved
+or printed.
 
 ``MLOPS_ENV_GITHUB_API_URL`` replaces ``https://api.github.com`` (GitHub Enterprise's
-``https://HOST/api/v3``, or the tests' local stand-in).
+``https://HOST/api/v3``, or the tests' local stand-in). It must be https; plain http only to a
+loopback host (exit 2 otherwise).
 
 Errors become one ``GitHubError`` (an ``MlopsError``) with the fix: 401 (expired or revoked
 token) and a missing ``codespace`` scope name ``gh auth refresh -h github.com -s codespace``.
@@ -24,9 +27,7 @@ import os
 import shutil
 import subprocess
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,13 +76,13 @@ class Token:
 
 
 def api_url(env: Mapping[str, str] | None = None) -> str:
+    """The API's base URL: https, or http to a loopback host; ``UsageError`` (exit 2) otherwise."""
+    from mlops_env.httpclient import check_url
+
     env = os.environ if env is None else env
     url = (env.get(API_URL_ENV) or DEFAULT_API_URL).strip().rstrip("/")
-    if not url.startswith(("https://", "http://")):
-        raise PrereqError(f"{API_URL_ENV}={url!r} is not an http(s) URL",
-                          hint=f"unset it (default {DEFAULT_API_URL}) or give the API's base URL",
-                          code="github-api-url")
-    return url
+    return check_url(url, API_URL_ENV, hint=f"unset it (default {DEFAULT_API_URL}) or give the API's "
+                     "https:// base URL (GitHub Enterprise: https://HOST/api/v3)")
 
 
 def find_token(env: Mapping[str, str] | None = None, *, gh: str | None = None) -> Token:
@@ -124,6 +125,7 @@ class GitHub:
                  sleep: Callable[[float], None] = time.sleep, rate_wait_max: float = RATE_WAIT_MAX) -> None:
         self.token = token
         self.base_url = (base_url or api_url()).rstrip("/")
+        self._session: Any = None
         self.on_wait = on_wait or (lambda message: None)
         self.sleep = sleep
         self.rate_wait_max = rate_wait_max
@@ -164,24 +166,35 @@ class GitHub:
 
     def _send(self, method: str, url: str, data: bytes | None, path: str, *, idempotent: bool,
               attempt: int) -> Response:
-        from mlops_env import __version__
+        import requests
 
-        req = urllib.request.Request(url, data=data, method=method, headers={  # noqa: S310 - http(s) only (api_url)
+        from mlops_env import __version__, httpclient
+
+        if self._session is None:
+            self._session = httpclient.session()
+        headers = {
             "Accept": "application/vnd.github+json",
             "Authorization": f"Bearer {self.token.value}",
             "X-GitHub-Api-Version": API_VERSION,
             "User-Agent": f"mlops-env/{__version__}",
             **({"Content-Type": "application/json"} if data is not None else {}),
-        })
+        }
         self.calls += 1
         t0 = time.monotonic()
         try:
-            with urllib.request.urlopen(req, timeout=TIMEOUT) as r:  # noqa: S310
-                status, headers, raw = r.status, dict(r.headers.items()), r.read()
-        except urllib.error.HTTPError as e:
-            status, headers, raw = e.code, dict(e.headers.items()) if e.headers else {}, e.read()
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
+            # Only this origin ever gets the header: a redirect elsewhere is refused, not followed.
+            r = httpclient.send(self._session, method, url, headers=headers, data=data, timeout=TIMEOUT)
+            status, answer_headers, raw = r.status_code, dict(r.headers.items()), r.content
+        except httpclient.CrossOriginRedirect as e:
+            log.debug("%s %s: redirect %s to another origin, not followed", method, path, e.status)
+            raise GitHubError(
+                f"the GitHub API at {self.base_url} redirected {method} {path} to another address "
+                f"({_origin_text(e.location)}); mlops-env does not send your token there",
+                hint=f"check {API_URL_ENV} (it must be the API's own base URL) and whether a proxy or "
+                "captive portal redirects HTTPS; then run the same command again",
+                code="github-redirect", exit_code=ExitCode.CONNECT, status=e.status) from None
+        except requests.RequestException as e:
+            reason = httpclient.error_reason(e)
             log.debug("%s %s: no answer (%s)", method, path, reason)
             if idempotent and attempt <= READ_RETRIES:
                 self.sleep(min(2.0 * attempt, 5.0))
@@ -196,7 +209,7 @@ class GitHub:
             parsed = json.loads(text) if text.strip() else None
         except json.JSONDecodeError:
             parsed = {"message": text.strip()[:300]}
-        return Response(status, {k.lower(): v for k, v in headers.items()}, parsed)
+        return Response(status, {k.lower(): v for k, v in answer_headers.items()}, parsed)
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params or None).data
@@ -277,6 +290,12 @@ class GitHub:
                                exit_code=ExitCode.CONNECT, status=st, gh_message=gh_msg)
         return GitHubError(where, code="github-error", status=st, gh_message=gh_msg, errors=errors,
                            hint="see the log file")
+
+
+def _origin_text(url: str) -> str:
+    """``scheme://host:port`` of a URL (no path or query: they may carry anything)."""
+    u = urllib.parse.urlsplit(url)
+    return f"{u.scheme}://{u.hostname or '?'}" + (f":{u.port}" if u.port else "") if u.scheme else "?"
 
 
 def _errors_text(errors: list[Any]) -> str:

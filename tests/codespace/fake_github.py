@@ -17,11 +17,16 @@ This is NOT GitHub. What it models:
   ``GET /user/codespaces/{name}``; ``POST .../start`` and ``.../stop`` (200 + codespace);
   ``DELETE /user/codespaces/{name}`` (202).
 * states by the clock: a new codespace is ``Queued`` for ``queued_s``, ``Provisioning`` for
-  ``provisioning_s``, then ``Available``; stop -> ``ShuttingDown`` for ``stop_s`` -> ``Shutdown``;
-  start -> ``Starting`` for ``start_s`` -> ``Available``.
+  ``provisioning_s`` (``math.inf``: until the test calls ``Codespace.go``), then ``Available``;
+  stop -> ``ShuttingDown`` for ``stop_s`` -> ``Shutdown``; start -> ``Starting`` for ``start_s``
+  -> ``Available``. Or, with ``states_per_poll`` set (e.g. ``("Queued", "Provisioning",
+  "Available")``), by what the client saw: the create answer shows the first state and each
+  ``GET /user/codespaces/{name}`` the next one (the last one stays); no clock, no timing luck.
 * injected faults: ``fail(method, path_regex, status, body, headers, times)`` answers the next
   matching requests with that status (a 429 with ``Retry-After``, a 403 secondary rate limit, a
-  402 billing refusal, a 403 quota refusal...).
+  402 billing refusal, a 403 quota refusal...); ``redirect(method, path_regex, location)``
+  answers with a redirect (e.g. to ``Eavesdropper``, another loopback server that records the
+  headers it is sent).
 
 Every request is logged in ``calls`` as ``(method, path, query, json body)``.
 """
@@ -110,8 +115,12 @@ class Codespace:
     deleted: bool = False
     has_uncommitted_changes: bool = False
     ahead: int = 0
+    per_poll: tuple[str, ...] = ()  # states shown one per GET (FakeGitHub.states_per_poll)
+    polls: int = 0
 
     def state(self) -> str:
+        if self.per_poll:
+            return self.per_poll[min(self.polls, len(self.per_poll) - 1)]
         now = time.monotonic()
         for st, until in self.timeline:
             if now < until:
@@ -120,6 +129,7 @@ class Codespace:
 
     def go(self, *steps: tuple[str, float]) -> None:
         """Replace the timeline: each (state, seconds); the last one stays."""
+        self.per_poll = ()
         t = time.monotonic()
         self.timeline = []
         for st, secs in steps[:-1]:
@@ -174,6 +184,7 @@ class FakeGitHub:
         self.calls: list[tuple[str, str, dict[str, list[str]], Any]] = []
         self.faults: list[Fault] = []
         self.queued_s, self.provisioning_s, self.stop_s, self.start_s = 0.3, 0.5, 0.3, 0.3
+        self.states_per_poll: tuple[str, ...] = ()
         self.lock = threading.RLock()
         self.base = ""
         self._next_repo_id = 1000
@@ -192,6 +203,10 @@ class FakeGitHub:
              headers: dict[str, str] | None = None, times: int = 1) -> None:
         self.faults.append(Fault(method, re.compile(path), status, body or {"message": "injected"},
                                  headers or {}, times))
+
+    def redirect(self, method: str, path: str, location: str, status: int = 302, times: int = 1) -> None:
+        """Answer the next matching request(s) with a redirect to ``location``."""
+        self.fail(method, path, status, {"message": "Moved"}, {"Location": location}, times)
 
     def add_codespace(self, repo: Repo, display_name: str, *, state: str = "Available", machine: str = "standardLinux32gb",
                       ref: str | None = None) -> Codespace:
@@ -301,6 +316,7 @@ class FakeGitHub:
                 return self._404()
             action = m.group(2)
             if method == "GET" and not action:
+                cs.polls += 1
                 return 200, cs.json(self.base, self.login), {}
             if method == "DELETE" and not action:
                 cs.deleted = True
@@ -353,6 +369,7 @@ class FakeGitHub:
                            retention_period_minutes=b.get("retention_period_minutes", 43200),
                            devcontainer_path=b.get("devcontainer_path"))
             cs.go(("Queued", self.queued_s), ("Provisioning", self.provisioning_s), ("Available", 0))
+            cs.per_poll = self.states_per_poll
             self.codespaces[cs.name] = cs
             return 201, cs.json(self.base, self.login), {}
         return self._404()
@@ -366,3 +383,51 @@ class FakeGitHub:
     @staticmethod
     def _404() -> tuple[int, Any, dict[str, str]]:
         return 404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}, {}
+
+
+class Eavesdropper:
+    """Another HTTP server on loopback (its own port): what a redirect to a foreign origin would
+    reach. It answers every request 200 with a harmless JSON body and records each request's
+    method, path and headers in ``seen``."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, dict[str, str]]] = []
+        self.url = ""
+
+    @contextmanager
+    def serve(self) -> Iterator[Eavesdropper]:
+        spy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                spy.seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+                out = json.dumps({"login": "not-github", "id": 1}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = do_POST = do_DELETE = do_PATCH = _handle  # noqa: N815
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{server.server_address[1]}"
+        thread = threading.Thread(target=server.serve_forever, name="eavesdropper", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            server.shutdown()
+            server.server_close()
+
+    def authorization_headers(self) -> list[str]:
+        return [h["authorization"] for _, _, h in self.seen if "authorization" in h]

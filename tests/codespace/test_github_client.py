@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from cshelp import install_fake_gh, path_without_gh
-from fake_github import FakeGitHub
+from fake_github import Eavesdropper, FakeGitHub
 
-from mlops_env.errors import ExitCode, PrereqError
+from mlops_env.errors import ExitCode, PrereqError, UsageError
 from mlops_env.github import REFRESH, GitHub, GitHubError, Token, api_url, find_token
 from mlops_env.output import mask_secrets, register_secret
 
@@ -119,8 +119,41 @@ def test_pagination_follows_total_count(github: FakeGitHub) -> None:
 def test_api_url_override_and_validation() -> None:
     assert api_url({"MLOPS_ENV_GITHUB_API_URL": "https://ghe.example.com/api/v3/"}) == "https://ghe.example.com/api/v3"
     assert api_url({}) == "https://api.github.com"
-    with pytest.raises(PrereqError):
-        api_url({"MLOPS_ENV_GITHUB_API_URL": "file:///etc/passwd"})
+    for loopback in ("http://127.0.0.1:8080", "http://localhost:9/api", "http://[::1]:80"):
+        assert api_url({"MLOPS_ENV_GITHUB_API_URL": loopback}) == loopback
+    for bad, code in (("file:///etc/passwd", "bad-url"), ("http://ghe.example.com/api/v3", "insecure-url"),
+                      ("http://10.0.0.7", "insecure-url"), ("api.github.com", "bad-url"),
+                      ("https://h:99999", "bad-url")):
+        with pytest.raises(UsageError) as e:
+            api_url({"MLOPS_ENV_GITHUB_API_URL": bad})
+        assert e.value.code == code and e.value.exit_code == ExitCode.USAGE, bad
+        assert "MLOPS_ENV_GITHUB_API_URL" in e.value.message and "https://" in (e.value.hint or "")
+
+
+def test_a_redirect_to_another_origin_never_gets_the_token(github: FakeGitHub) -> None:
+    """The API answers with a redirect to another loopback port: not followed, no token there,
+    one clear error. (urllib, used before, copied the Authorization header onto the redirect.)"""
+    with Eavesdropper().serve() as spy:
+        github.redirect("GET", "/user", f"{spy.url}/user", status=302)
+        gh, waits = client(github)
+        with pytest.raises(GitHubError) as e:
+            gh.get("/user")
+        assert len(spy.authorization_headers()) == 0 and github.token not in repr(spy.seen)
+        assert e.value.code == "github-redirect" and e.value.exit_code == ExitCode.CONNECT
+        assert spy.url in e.value.message and "does not send your token there" in e.value.message
+        for status in (301, 303, 307, 308):  # every kind of redirect, reads and writes
+            github.redirect("POST", r"/repos/.*/codespaces", f"{spy.url}/x", status=status)
+            with pytest.raises(GitHubError) as e:
+                gh.request("POST", "/repos/student/mlops-zoomcamp/codespaces", body={}, ok=(201,))
+            assert e.value.code == "github-redirect", status
+        assert spy.seen == [] and waits == []  # never contacted, never retried
+
+
+def test_a_redirect_within_the_api_origin_is_followed_with_the_token(github: FakeGitHub) -> None:
+    github.redirect("GET", "/users/renamed", f"{github.base}/user", status=301)
+    gh, _ = client(github)
+    assert gh.get("/users/renamed")["login"] == "student"  # the fake answers /user only with the token
+    assert [p for _, p, _ in github.requests("GET")] == ["/users/renamed", "/user"]
 
 
 def test_registered_tokens_are_masked_whatever_their_shape() -> None:

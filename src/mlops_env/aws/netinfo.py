@@ -2,7 +2,9 @@
 
 The caller's IP comes from an HTTPS echo service (``https://checkip.amazonaws.com``, run by
 AWS) with a short timeout. ``MLOPS_ENV_IP_LOOKUP_URL`` replaces the URL (a proxy-friendly
-mirror, or a local server in tests).
+mirror, or a local server in tests): https, or http only to a loopback host (exit 2 otherwise),
+and no redirect to another origin is followed (``httpclient``): the answer decides who may
+reach SSH, so it must come from the service the user chose, over TLS.
 
 ``MLOPS_ENV_TEST_SSH_ADDRESS_MAP`` is a TEST-ONLY seam (docs/ec2.md): it redirects the SSH
 address of an instance (its public IP, port 22) to another ``HOST:PORT``, because the test
@@ -52,21 +54,30 @@ def is_open_world(cidr: str) -> bool:
 
 def caller_ip(timeout: float = 5.0) -> str:
     """The public IP address this machine reaches the internet from."""
-    import urllib.error
-    import urllib.request
+    import requests
+
+    from mlops_env import httpclient
 
     url = os.environ.get(ENV_IP_LOOKUP_URL) or IP_LOOKUP_URL
     hint = ("pass --allow-cidr YOUR.PUBLIC.IP/32 (or a network such as 198.51.100.0/24); "
-            f"{ENV_IP_LOOKUP_URL} selects another lookup service")
-    if not url.startswith(("https://", "http://")):
-        raise UsageError(f"{ENV_IP_LOOKUP_URL}={url!r} is not an http(s) URL", hint=hint)
+            f"{ENV_IP_LOOKUP_URL} selects another lookup service (https://)")
+    httpclient.check_url(url, ENV_IP_LOOKUP_URL, hint=hint)
     try:
-        req = urllib.request.Request(url, headers={"User-Agent": "mlops-env"})
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - http(s) checked above
-            body = resp.read(256).decode("ascii", "replace").strip()
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", None) or e
-        raise PrereqError(f"cannot find your public IP address for the SSH rule ({url}: {reason})",
+        with httpclient.session() as sess:
+            resp = httpclient.send(sess, "GET", url, headers={"User-Agent": "mlops-env"}, timeout=timeout,
+                                   stream=True)
+            with resp:
+                if resp.status_code >= 400:
+                    raise PrereqError(f"cannot find your public IP address for the SSH rule ({url}: HTTP "
+                                      f"{resp.status_code})", hint=hint, code="caller-ip-unknown")
+                body = resp.raw.read(256, decode_content=True).decode("ascii", "replace").strip()
+    except httpclient.CrossOriginRedirect:
+        raise PrereqError(f"cannot find your public IP address for the SSH rule ({url} redirected to "
+                          "another address, which mlops-env does not follow)", hint=hint,
+                          code="caller-ip-unknown") from None
+    except (requests.RequestException, OSError, ValueError) as e:
+        raise PrereqError(f"cannot find your public IP address for the SSH rule ({url}: "
+                          f"{httpclient.error_reason(e)})",
                           hint=hint, code="caller-ip-unknown") from None
     try:
         ip = ipaddress.ip_address(body)
