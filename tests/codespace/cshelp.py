@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clirun import Run, mlops_env_bin  # noqa: F401 - re-exported for the tests here
+from clirun import Run, assert_nowhere, mlops_env_bin, watch, with_default_sigint
 
 HERE = Path(__file__).resolve().parent
 
@@ -68,15 +68,34 @@ class User:
     def ssh_config(self) -> Path:
         return self.home / ".ssh" / "config"
 
+    @property
+    def secrets(self) -> list[str]:
+        """The tokens this user's runs are given (GH_TOKEN, the fake gh's `auth token`)."""
+        return [t for t in (self.token, self.extra.get("FAKE_GH_TOKEN")) if t]
+
     def mlops(self, *args: str, timeout: float = 300, input: str | None = None) -> Run:
+        """One run; watched: its whole output and the files it wrote are scanned for the token
+        after the test (tests/conftest.py ``_leak_check``)."""
         p = subprocess.run([mlops_env_bin(), *args], env=self.env, capture_output=True, text=True,  # noqa: S603
                            timeout=timeout, input=input if input is not None else "", check=False)
-        return Run(p.returncode, p.stdout, p.stderr)
+        return watch(Run(p.returncode, p.stdout, p.stderr), self.secrets, (self.root, self.home))
 
     def start(self, *args: str) -> subprocess.Popen[str]:
-        """The CLI in the background, in its own process group (to be killed like Ctrl-C or kill -9)."""
-        return subprocess.Popen([mlops_env_bin(), *args], env=self.env, stdout=subprocess.PIPE,  # noqa: S603
-                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+        """The CLI in the background, in its own process group (to be killed like Ctrl-C or kill -9),
+        with SIGINT's default disposition whatever this suite inherited (clirun.with_default_sigint)."""
+        return subprocess.Popen(with_default_sigint([mlops_env_bin(), *args]), env=self.env,  # noqa: S603
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                text=True, start_new_session=True)
+
+    def interrupt(self, proc: subprocess.Popen[str], sig: int) -> Run:
+        """Send ``sig`` to the run's process group, wait for it; the run is watched like ``mlops``."""
+        code, out, err = interrupt(proc, sig)
+        return watch(Run(code, out, err), self.secrets, (self.root, self.home))
+
+    def finish(self, proc: subprocess.Popen[str], timeout: float = 300) -> Run:
+        """Wait for a ``start``-ed run to end by itself; watched like ``mlops``."""
+        out, err = proc.communicate(timeout=timeout)
+        return watch(Run(proc.returncode, out, err), self.secrets, (self.root, self.home))
 
     def state(self, name: str) -> dict[str, Any]:
         return json.loads((self.root / "state" / f"{name}.json").read_text())
@@ -88,11 +107,11 @@ class User:
         return [json.loads(line)["argv"] for line in p.read_text().splitlines() if line.strip()]
 
     def everything_written(self) -> str:
-        """Every file mlops-env wrote (state, logs, ssh config, known_hosts...), as one text."""
+        """Every file mlops-env wrote (state, logs, ssh config, known_hosts...), whole, as one text."""
         out = []
         for base in (self.root, self.home):
             for p in sorted(base.rglob("*")):
-                if p.is_file() and p.stat().st_size < 5_000_000:
+                if p.is_file() and not p.is_symlink():
                     out.append(p.read_text(errors="replace"))
         return "\n".join(out)
 
@@ -100,6 +119,12 @@ class User:
         """The real OpenSSH's view of ``alias`` through the user's ~/.ssh/config (and its Include)."""
         return subprocess.run(["ssh", "-G", "-F", str(self.ssh_config), alias], capture_output=True,  # noqa: S603
                               text=True, env=self.env, timeout=15, check=False)
+
+
+def assert_token_nowhere(u: User, fake: Any, *runs: Any) -> None:
+    """The fake API's token (and the user's own) is nowhere: not in the WHOLE stdout and stderr of
+    each run, nor in any byte of any file below the user's MLOPS_ENV_HOME and HOME."""
+    assert_nowhere([fake.token, *u.secrets], *runs, dirs=(u.root, u.home))
 
 
 def make_user(tmp: Path, api: str, token: str | None, gh_dir: Path | None = None) -> User:

@@ -21,7 +21,7 @@ from typing import Any
 
 import hosts
 import pytest
-from cshelp import User, install_fake_gh, make_user
+from cshelp import User, assert_token_nowhere, install_fake_gh, make_user
 from fake_github import FakeGitHub
 
 REPO = "student/mlops-zoomcamp"
@@ -110,6 +110,16 @@ def test_up_runs_doctor_and_smoke_in_the_codespace_over_one_connection(box: Box)
     smoke = u.mlops("--json", "smoke-test", "cs", "--sample")
     assert smoke.code == 0, smoke
     assert smoke.data["rmse_val"] > 0
+
+    # The token: not in the whole output of any run (a verbose one too), the files mlops-env
+    # wrote, or the box (it reached the box only through the fake gh, never from mlops-env).
+    verbose = u.mlops("-v", "--debug", "--json", "up", "codespace", "cs", "--smoke-test", "sample")
+    assert verbose.code == 0, verbose
+    assert_token_nowhere(u, box.github, r, again, doc, smoke, verbose)
+    on_box = hosts.exec_in(box.engine, box.vm.container_id, ["grep", "-rqsF", "-e", box.github.token,
+                                                               "/home", "/etc", "/root", "/tmp", "/var/tmp"],
+                           check=False)
+    assert on_box.exit_code == 1, "the GitHub token is on the box"
 
 
 def test_a_changed_host_key_is_refused_by_up_and_by_ssh(box: Box) -> None:

@@ -10,6 +10,7 @@ fix; the token appears nowhere (stdout, stderr, logs, state, ssh files)."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -18,13 +19,13 @@ from cshelp import (
     CTRL_C,
     KILL,
     User,
+    assert_token_nowhere,
     host_key_server,
     install_fake_gh,
-    interrupt,
     make_user,
     wait_until,
 )
-from fake_github import DEVCONTAINER, FakeGitHub
+from fake_github import DEVCONTAINER, Eavesdropper, FakeGitHub
 
 REPO = "student/mlops-zoomcamp"
 
@@ -33,15 +34,9 @@ def posts(fake: FakeGitHub) -> list[object]:
     return [b for _, _, b in fake.requests("POST", r"/repos/[^/]+/[^/]+/codespaces")]
 
 
-def assert_token_nowhere(u: User, fake: FakeGitHub, *runs: object) -> None:
-    for r in runs:
-        assert fake.token not in str(r)
-    assert fake.token not in u.everything_written()
-
-
 # -- create, reuse, resume -------------------------------------------------------------------------
 def test_created_once_with_progress_then_reused(user: User, github: FakeGitHub) -> None:
-    github.queued_s, github.provisioning_s = 1.0, 1.5
+    github.states_per_poll = ("Queued", "Provisioning", "Available")  # one state per poll: no clock
     r = user.mlops("up", "codespace", "c1", "--repo", REPO, "--machine", "standardLinux32gb",
                    "--idle-timeout", "45m", "--retention", "7d")
     assert r.code == 0, r
@@ -82,23 +77,28 @@ def test_default_machine_is_the_smallest_with_four_cores(user: User, github: Fak
 @pytest.mark.parametrize("sig,code", [(KILL, -9), (CTRL_C, 130)])
 def test_an_interrupted_wait_is_resumed_on_the_same_codespace(user: User, github: FakeGitHub, sig: int,
                                                               code: int) -> None:
-    github.queued_s, github.provisioning_s = 0.3, 3.0
+    github.queued_s, github.provisioning_s = 0.3, math.inf  # Provisioning until the test says so
     proc = user.start("up", "codespace", "w", "--repo", REPO)
     # the CLI is polling the new codespace: it has been created and remembered
     wait_until(lambda: len(github.requests("GET", r"/user/codespaces/[^/]+")) >= 1, what="the wait")
-    rc, _, err = interrupt(proc, sig)
-    assert rc == code, err
+    stopped = user.interrupt(proc, sig)
+    assert stopped.code == code, stopped
     if sig == CTRL_C:
-        assert "run the same command again" in err
+        assert "run the same command again" in stopped.stderr
     [cs] = github.live()
-    assert cs.state() != "Available"
+    assert cs.state() == "Provisioning"
     assert user.state("w")["provider_data"]["codespace"] == cs.name
 
-    r = user.mlops("--json", "up", "codespace", "w")
+    # The next up finds it still Provisioning (it has polled it once), then GitHub finishes it.
+    polled = len(github.requests("GET", f"/user/codespaces/{cs.name}"))
+    again = user.start("--json", "up", "codespace", "w")
+    wait_until(lambda: len(github.requests("GET", f"/user/codespaces/{cs.name}")) > polled, what="the next up's poll")
+    cs.go(("Available", 0))
+    r = user.finish(again)
     assert r.code == 0, r
     assert len(posts(github)) == 1 and len(github.live()) == 1  # never a second one
     assert r.data["codespace"]["name"] == cs.name
-    assert r.data["codespace"]["action"].startswith("resumed (it was")
+    assert r.data["codespace"]["action"] == "resumed (it was Provisioning)"
     assert r.data["steps"][0]["status"] == "changed"
 
 
@@ -238,6 +238,28 @@ def test_missing_scope_and_expired_token_name_the_fix(user: User, github: FakeGi
     assert r2.code == 4 and r2.error["code"] == "github-auth" and "expired" in r2.error["message"]
     assert "gh auth refresh -h github.com -s codespace" in r2.error["hint"]
     assert "E" * 36 not in r2.stdout + r2.stderr + bad.everything_written()
+
+
+def test_a_redirect_to_another_origin_fails_cleanly_and_never_carries_the_token(user: User, github: FakeGitHub) -> None:
+    """The API answers one call with a redirect to another loopback port (a compromised proxy, a
+    wrong MLOPS_ENV_GITHUB_API_URL): the server there never sees an Authorization header, the
+    run ends with one clear error (exit 5) and creates nothing."""
+    with Eavesdropper().serve() as spy:
+        github.redirect("GET", "/repos/student/mlops-zoomcamp", f"{spy.url}/repos/student/mlops-zoomcamp", status=307)
+        r = user.mlops("--json", "up", "codespace", "x", "--repo", REPO)
+    assert len(spy.authorization_headers()) == 0, "the token went to another origin"
+    assert r.code == 5 and r.error["code"] == "github-redirect", r
+    assert spy.url in r.error["message"] and "MLOPS_ENV_GITHUB_API_URL" in r.error["hint"]
+    assert "Traceback" not in r.stderr and posts(github) == [] and github.live() == []
+    assert_token_nowhere(user, github, r)
+
+
+def test_a_plain_http_api_url_is_refused_unless_loopback(tmp_path: Path, github: FakeGitHub) -> None:
+    u = make_user(tmp_path / "u", "http://api.github.example", github.token)
+    r = u.mlops("--json", "up", "codespace", "x", "--repo", REPO)
+    assert r.code == 2 and r.error["code"] == "insecure-url", r
+    assert "MLOPS_ENV_GITHUB_API_URL" in r.error["message"] and "https://" in r.error["hint"]
+    assert github.calls == [] and "Traceback" not in r.stderr
 
 
 def test_no_token_anywhere(tmp_path: Path, github: FakeGitHub) -> None:

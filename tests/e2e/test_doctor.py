@@ -18,7 +18,7 @@ from typing import Any
 
 import hosts
 import pytest
-from conftest import Env, Run
+from e2ehelp import Env, Run
 
 SHRINK_HOME = r"""
 set -e

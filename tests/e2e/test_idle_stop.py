@@ -24,7 +24,7 @@ from typing import Any
 
 import hosts
 import pytest
-from conftest import Env
+from e2ehelp import Env
 
 from mlops_env import knownhosts
 from mlops_env.paths import Paths

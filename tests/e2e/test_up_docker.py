@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import USER_SSH_CONFIG, Env, step_status
+from e2ehelp import USER_SSH_CONFIG, Env, step_status
 
 NAME = f"e2e-d{os.getpid() % 100000}"
 ALIAS = f"mlops-{NAME}"

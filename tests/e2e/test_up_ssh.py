@@ -11,7 +11,7 @@ from typing import Any
 
 import hosts
 import pytest
-from conftest import USER_SSH_CONFIG, Env, step_status
+from e2ehelp import USER_SSH_CONFIG, Env, step_status
 
 
 def _free_port() -> int:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clirun import Run, mlops_env_bin  # noqa: F401 - re-exported for the tests here
+from clirun import Run, mlops_env_bin, watch, with_default_sigint
 
 from mlops_env import config
 from mlops_env.keys import ensure_keypair
@@ -142,18 +142,30 @@ class User:
     def ssh_config(self) -> Path:
         return self.home / ".ssh" / "config"
 
+    def _watch(self, run: Run) -> Run:
+        """Scanned after the test (tests/conftest.py ``_leak_check``): the fake AWS credentials in
+        the WHOLE stdout and stderr, and in every file below MLOPS_ENV_HOME and HOME."""
+        return watch(run, (FAKE_SECRET, FAKE_KEY_ID), (self.root, self.home))
+
     def popen(self, *args: str, env: dict[str, str] | None = None) -> Any:
+        """The CLI in the background, with SIGINT's default disposition whatever this suite
+        inherited (clirun.with_default_sigint): a test may interrupt it. Finish with ``wait``."""
         import subprocess
 
-        return subprocess.Popen([mlops_env_bin(), *args], env=env or self.env, stdin=subprocess.DEVNULL,  # noqa: S603
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(with_default_sigint([mlops_env_bin(), *args]), env=env or self.env,  # noqa: S603
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def wait(self, proc: Any, timeout: float = 60) -> Run:
+        """Wait for a ``popen`` run; watched like ``mlops``."""
+        out, err = proc.communicate(timeout=timeout)
+        return self._watch(Run(proc.returncode, out, err))
 
     def mlops(self, *args: str, timeout: float = 600, env: dict[str, str] | None = None) -> Run:
         import subprocess
 
         p = subprocess.run([mlops_env_bin(), *args], env=env or self.env, capture_output=True, text=True,  # noqa: S603
                            timeout=timeout, stdin=subprocess.DEVNULL, check=False)
-        return Run(p.returncode, p.stdout, p.stderr)
+        return self._watch(Run(p.returncode, p.stdout, p.stderr))
 
     def ssh(self, alias: str, *command: str, timeout: float = 60) -> Any:
         """The system OpenSSH client with only the config mlops-env wrote."""
