@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/smoke_acceptance.py [DATA_DIR]
 
-DATA_DIR defaults to ../shared/data next to the repo (see PROVENANCE.md there). Two checks,
+DATA_DIR defaults to tests/data in this repository (see tests/data/PROVENANCE.md). Two checks,
 each through ``ridetrain.run`` (parquet check, read, filter, features, exact fit, predict):
 
 1. features PULocationID,DOLocationID,trip_distance, trained on January 2021: 73,908 rows
@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = REPO / "tests" / "data"
 JAN = "green_tripdata_2021-01.filtered.parquet"
 FEB = "green_tripdata_2021-02.filtered.parquet"
 TOLERANCE = 0.005
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     jan, feb = data_dir / JAN, data_dir / FEB
     for f in (jan, feb):
         if not f.is_file():
-            print(f"missing {f} (see PROVENANCE.md in the shared data folder)", file=sys.stderr)
+            print(f"missing {f} (see tests/data/PROVENANCE.md)", file=sys.stderr)
             return 3
     sys.path.insert(0, str(REPO / "src"))
     from mlops_env.smoke import ridetrain as rt

@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/smoke_bench.py [PATH] [--rounds N] [--json]
 
-PATH defaults to ../shared/data/green_tripdata_2021-01.filtered.parquet (next to the repo).
+PATH defaults to tests/data/green_tripdata_2021-01.filtered.parquet (in this repository).
 
 What is timed: *feature building + fit + predict (+ RMSE)* on the whole month, after the data
 is loaded the same way for everyone (pandas.read_parquet + the notebook's read_dataframe,
@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "green_tripdata_2021-01.filtered.parquet"
+DEFAULT_PATH = REPO / "tests" / "data" / "green_tripdata_2021-01.filtered.parquet"
 FEATURE_SETS = ["PULocationID,DOLocationID,trip_distance", "PU_DO,trip_distance"]
 METHODS = ["notebook@1e-6", "notebook@1e-8", "notebook@1e-12", "ours"]
 
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     path = Path(args.path)
     if not path.is_file():
-        print(f"no such file: {path} (see ../shared/data/PROVENANCE.md)", file=sys.stderr)
+        print(f"no such file: {path} (see tests/data/PROVENANCE.md)", file=sys.stderr)
         return 3
     print(f"# {path.name}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
           f"python {sys.version.split()[0]}; seconds for features + fit + predict, "
