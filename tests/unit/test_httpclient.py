@@ -142,3 +142,123 @@ def test_a_lookup_error_status_is_not_an_address(monkeypatch: pytest.MonkeyPatch
         with pytest.raises(PrereqError) as e:
             netinfo.caller_ip()
     assert e.value.code == "caller-ip-unknown" and "HTTP 404" in e.value.message
+
+
+# -- real TLS: the system's trust store, and https -> http ----------------------------------------
+def _tls_files(d: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a certificate for 127.0.0.1 signed by it: (ca.pem, cert.pem, key.pem)."""
+    import datetime
+    import ipaddress as ip
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mlops-env test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+          .not_valid_after(now + datetime.timedelta(hours=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                       crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ip.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = (d / "ca.pem", d / "cert.pem", d / "key.pem")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+@contextmanager
+def tls_server(d: Path, answers: dict[str, tuple[int, dict[str, str], bytes]]) -> Iterator[tuple[str, Path]]:
+    """``server`` behind TLS with a certificate from a throw-away CA. Yields (https URL, ca.pem)."""
+    import ssl
+
+    ca, cert, key = _tls_files(d)
+    with server(answers) as (plain, _):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        # a TLS front on its own port that relays to the plain server
+        import socket
+
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(8)
+        port = lsock.getsockname()[1]
+        target = ("127.0.0.1", int(plain.rsplit(":", 1)[1]))
+
+        def relay(a: Any, b: Any) -> None:
+            try:
+                while data := a.recv(65536):
+                    b.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (a, b):
+                    try:
+                        s.close()
+                    except OSError:
+                        pass
+
+        def accept() -> None:
+            while True:
+                try:
+                    conn, _ = lsock.accept()
+                except OSError:
+                    return
+                try:
+                    tconn = ctx.wrap_socket(conn, server_side=True)
+                except (OSError, ssl.SSLError):
+                    conn.close()
+                    continue
+                up = socket.create_connection(target)
+                threading.Thread(target=relay, args=(tconn, up), daemon=True).start()
+                threading.Thread(target=relay, args=(up, tconn), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+        try:
+            yield f"https://127.0.0.1:{port}", ca
+        finally:
+            lsock.close()
+
+
+def test_certificates_are_checked_against_the_systems_trust_store(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """What OpenSSL's default paths trust (SSL_CERT_FILE here; /etc/ssl/certs on a machine
+    behind a TLS-inspecting proxy) is trusted, as urllib did; requests alone (certifi) refused it."""
+    import requests
+
+    for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    with tls_server(tmp_path, {"/ip": (200, {}, b"203.0.113.9\n")}) as (base, ca):
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "nothing.pem"))
+        with httpclient.session() as s, pytest.raises(requests.exceptions.SSLError):
+            httpclient.send(s, "GET", f"{base}/ip", headers={}, timeout=5)  # not trusted: refused
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+        with httpclient.session() as s:
+            assert httpclient.send(s, "GET", f"{base}/ip", headers={}, timeout=5).text == "203.0.113.9\n"
+        monkeypatch.setenv(netinfo.ENV_IP_LOOKUP_URL, f"{base}/ip")
+        assert netinfo.caller_ip() == "203.0.113.9"
+
+
+def test_https_to_http_on_the_same_host_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    with server({"/user": (200, {}, b"{}")}) as (plain, plain_seen):
+        with tls_server(tmp_path, {"/user": (301, {"Location": f"{plain}/user"}, b"")}) as (base, ca):
+            monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+            with httpclient.session() as s, pytest.raises(httpclient.CrossOriginRedirect) as e:
+                httpclient.send(s, "GET", f"{base}/user", headers={"Authorization": "Bearer secret-3"}, timeout=5)
+    assert e.value.location.startswith("http://127.0.0.1:") and plain_seen == []
