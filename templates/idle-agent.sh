@@ -454,12 +454,13 @@ gather_sessions() {
     snap=$( { bounded ps -eo pid=,ppid=,user:32=,args= 2>/dev/null || true; } )
     # shellcheck disable=SC2046  # PIDs: one word each
     tree=$(printf '%s\n' "$snap" | rule_own_sessions $(printf '%s\n' "$snap" | marked_pids))
-    own=" "
+    # ours at any look is ours (between two of its commands at the last look, say)
     while read -r item pid; do if [ "$item" = own ]; then own+="$pid "; fi; done <<<"$tree"
     for item in $known; do  # remembered: still the same process (PID and start time)?
       pid=${item%%:*}; start=${item#*:}
       if [ -d "$ROOT/proc/$pid" ] && [ "$(proc_start "$pid")" = "$start" ]; then own+="$pid "; fi
     done
+    known=""
     bare=""
     while read -r item pid; do
       if [ "$item" = bare ] && [[ $own != *" $pid "* ]]; then bare+="$pid "; fi

@@ -526,11 +526,14 @@ def test_mlops_env_connections_do_not_count_a_persons_do(box: Root) -> None:
 
 def test_a_connection_between_two_commands_is_looked_at_again(box: Root) -> None:
     box.resamples = "2"
-    box.ps_sequence(TREE, TREE_NEXT)
+    # at the third look, 142's command has ended (nothing under it any more)
+    after = "".join(line + "\n" for line in TREE_NEXT.splitlines() if line.split()[0] not in {"178", "183", "185"})
+    box.ps_sequence(TREE, TREE_NEXT, after)
     box.cmdlines({**TREE_ARGV, "190": TREE_ARGV["178"]})
     box.tick(1000)
     # 149 had nothing under it at the first look and mlops-env's next command at the second;
-    # the tunnel (159) has nothing under it at every look: a person's forward, counted
+    # 142 ran mlops-env's command at the first look and nothing at the last: both are ours. The
+    # tunnel (159) has nothing under it at every look: a person's forward, counted
     assert box.state()["activity"] == "active: ssh 3 session(s) (ubuntu@forwarding, ubuntu@notty, ubuntu@pts/0)"
     assert len(box.calls("ps")) == 3  # first look, then two more (the tunnel stays in question)
 
