@@ -218,8 +218,8 @@ def _version(value: bool) -> None:
 
 
 def _completion_init() -> None:
-    """Typer's completion classes (its bash/zsh/fish/PowerShell protocol); imported only when
-    a shell asks or a script is wanted, never for ``--help``."""
+    """Register Typer's completion classes (its bash/zsh/fish/PowerShell protocol); done only
+    when a shell asks or a script is wanted, not for every run."""
     from typer._completion_classes import completion_init
 
     completion_init()
