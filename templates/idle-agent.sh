@@ -13,6 +13,7 @@
 #        idle-agent gather                the activity seen now (one line per rule; read-only)
 #        idle-agent rule NAME [ARGS]      one pure rule function on captured input (tests):
 #            ps-sessions < `ps -eo pid=,user:32=,args=`      who-sessions < `LC_ALL=C who -u`
+#            own-sessions [MARKED_PID]... < `ps -eo pid=,ppid=,user:32=,args=`
 #            loadavg THRESHOLD < /proc/loadavg            cgroup-usage < cpuacct.usage|cpu.stat
 #            cpu-load PREV_NS PREV_T NOW_NS NOW_T THRESHOLD
 #            jupyter-server < jpserver-PID.json           jupyter-kernels < GET /api/kernels
@@ -30,7 +31,8 @@
 #                      shorter of window/max_uptime, 1 to 30
 #   load_threshold=0.5 a load at or above this is activity
 #   ssh=on jupyter=on load=on containers=on        each activity rule on or off
-# State: /var/lib/mlops-env/idle-stop/state (idle-since, pending deadline, last decision) and
+# State: /var/lib/mlops-env/idle-stop/state (idle-since, pending deadline, last decision, the
+# SSH sessions known to be mlops-env's own) and
 # events (warnings, cancellations, power-offs). Each decision is one journal line (tag
 # mlops-env-idle: `journalctl -t mlops-env-idle`).
 set -euo pipefail
@@ -44,6 +46,9 @@ EVENTS="$STATE_DIR/events"
 TAG=mlops-env-idle
 KEYS="window max_uptime warn interval load_threshold ssh jupyter load containers"
 CMD_TIMEOUT=10
+# How often a check looks again (0.25 s apart) at an SSH session with no process under it before
+# counting it: mlops-env's connection between two commands looks like that (see own-sessions).
+RESAMPLES=${MLOPS_ENV_IDLE_RESAMPLES:-4}
 
 die() { echo "mlops-error: $1" >&2; [ -n "${2:-}" ] && echo "mlops-hint: $2" >&2; exit "${3:-1}"; }
 
@@ -177,6 +182,33 @@ rule_ps_sessions() {
     }
     $3 ~ /(^|\/)ssm-session-worker$/ { print "ssm", $1, $2 "@ssm" }
   '
+}
+
+# mlops-env's own SSH connections are not a person's activity (`status`, `doctor`, `up`,
+# `idle-stop` connect to the box). mlops-env runs every remote command as
+#     sh -c SCRIPT mlops-env ARGS...       (behind `sudo -n -H --` when it needs root)
+# so that shell's $0 (argv[3] of /proc/PID/cmdline) is `mlops-env`, which no person's session
+# has; the key cannot tell (`ssh mlops-NAME` logs in with the same key) and AcceptEnv is off by
+# default. own-sessions MARKED_PID... < `ps -eo pid=,ppid=,user:32=,args=`, the marked PIDs
+# being those processes: `own PID` for each session process (as in ps-sessions) above a marked
+# process, and `bare PID` for each other session process without a terminal and with no process
+# under it at all (a connection between two of mlops-env's commands, or a client holding only
+# port forwards: looked at again before it counts). Sorted by PID.
+rule_own_sessions() {
+  awk -v marked="$*" '
+    BEGIN { n = split(marked, m, " "); for (i = 1; i <= n; i++) mark[m[i]] = 1 }
+    {
+      parent[$1] = $2; haschild[$2] = 1
+      if (($4 == "sshd:" || $4 == "sshd-session:") && NF == 5 && $5 !~ /^\[/ && ($5 ~ /^[^@]+@[^@]+$/ || $5 == $3))
+        sess[$1] = ($5 ~ /@notty$/ || $5 !~ /@/)  # 0: a terminal (always a person)
+    }
+    END {
+      for (p in mark) {
+        q = p
+        for (hops = 0; hops < 64 && (q in parent); hops++) { if (q in sess) { own[q] = 1; break }; q = parent[q] }
+      }
+      for (s in sess) { if (s in own) print "own", s; else if (sess[s] && !(s in haschild)) print "bare", s }
+    }' | sort -k2,2n
 }
 
 # Logins from `LC_ALL=C who -u` (utmp: consoles, serial consoles, mosh, ssh with a terminal).
@@ -380,6 +412,7 @@ rule() {
   case "$name" in
     ps-sessions) rule_ps_sessions ;;
     who-sessions) rule_who_sessions ;;
+    own-sessions) rule_own_sessions "$@" ;;
     loadavg) rule_loadavg "${1:?threshold}" ;;
     cgroup-usage) rule_cgroup_usage ;;
     cpu-load) rule_cpu_load "$@" ;;
@@ -396,11 +429,51 @@ rule() {
 bounded() { if command -v timeout >/dev/null 2>&1; then timeout -k 2 "$CMD_TIMEOUT" "$@"; else "$@"; fi; }
 alive() { [ -d "$ROOT/proc/$1" ]; }
 
+# is_ours PID: the process runs `SHELL -c SCRIPT mlops-env ...` (mlops-env's command wrapper).
+is_ours() {
+  local a=()
+  mapfile -d '' -t a <"$ROOT/proc/$1/cmdline" 2>/dev/null || return 1
+  [ "${a[1]:-}" = -c ] && [ "${a[3]:-}" = mlops-env ]
+}
+
+# marked_pids < `ps -eo pid=,ppid=,user:32=,args=`: the processes that are mlops-env's commands.
+marked_pids() {
+  local pid
+  awk '$4 ~ /(^|\/)(ba|da)?sh$/ && $5 == "-c" && index($0, " mlops-env") { print $1 }' |
+    while read -r pid; do if is_ours "$pid"; then echo "$pid"; fi; done
+}
+
+proc_start() { sed 's/^.*) //' "$ROOT/proc/$1/stat" 2>/dev/null | awk '{ print $20 }'; }
+
+# gather_sessions KNOWN_OWN: the `ssh` verdict, then (when there are some) `mine ssh PID:START...`
+# (mlops-env's own session processes, remembered in the state so that the next check knows them even between two
+# of their commands). KNOWN_OWN is that line's list from the previous check.
 gather_sessions() {
-  local out="" pid what seen=" " n=0 list=""
-  out=$( { bounded ps -eo pid=,user:32=,args= 2>/dev/null || true; } | rule_ps_sessions)
+  local known=${1:-} snap="" tree="" own=" " bare pid start item tries=0 out what seen=" " n=0 list="" mine=""
+  while :; do
+    snap=$( { bounded ps -eo pid=,ppid=,user:32=,args= 2>/dev/null || true; } )
+    # shellcheck disable=SC2046  # PIDs: one word each
+    tree=$(printf '%s\n' "$snap" | rule_own_sessions $(printf '%s\n' "$snap" | marked_pids))
+    # ours at any look is ours (between two of its commands at the last look, say)
+    while read -r item pid; do if [ "$item" = own ]; then own+="$pid "; fi; done <<<"$tree"
+    for item in $known; do  # remembered: still the same process (PID and start time)?
+      pid=${item%%:*}; start=${item#*:}
+      if [ -d "$ROOT/proc/$pid" ] && [ "$(proc_start "$pid")" = "$start" ]; then own+="$pid "; fi
+    done
+    known=""
+    bare=""
+    while read -r item pid; do
+      if [ "$item" = bare ] && [[ $own != *" $pid "* ]]; then bare+="$pid "; fi
+    done <<<"$tree"
+    if [ -z "$bare" ] || [ "$tries" -ge "$RESAMPLES" ]; then break; fi
+    tries=$((tries + 1)); sleep 0.25
+  done
+  out=$(printf '%s\n' "$snap" | awk 'NF { $2 = ""; print }' | rule_ps_sessions)
   while read -r _ pid what; do
     [ -n "$pid" ] || continue
+    if [[ $own == *" $pid "* ]]; then
+      mine+="${mine:+ }$pid:$(proc_start "$pid")"; continue
+    fi
     n=$((n + 1)); list+="${list:+, }$what"; seen+="${what#*@} "
   done <<<"$out"
   out=$( { bounded who -u 2>/dev/null || true; } | rule_who_sessions)
@@ -411,6 +484,7 @@ gather_sessions() {
     n=$((n + 1)); list+="${list:+, }$what"; seen+="${what#*@} "
   done <<<"$out"
   if [ "$n" -gt 0 ]; then echo "active ssh $n session(s) ($list)"; else echo "idle ssh"; fi
+  if [ -n "$mine" ]; then echo "mine ssh $mine"; fi
 }
 
 in_container() {
@@ -499,10 +573,11 @@ gather_jupyter() {
   else echo "idle jupyter"; fi
 }
 
-# gather SETTINGS PREV_CPU_SAMPLE CPU_SAMPLE: one verdict line per rule that is on.
+# gather SETTINGS PREV_CPU_SAMPLE CPU_SAMPLE KNOWN_OWN: one verdict line per rule that is on
+# (plus the ssh rule's `mine` line).
 gather() {
-  local s=$1 prev=${2:-} cur=${3:-}
-  [ "$(printf '%s\n' "$s" | lookup ssh)" = on ] && gather_sessions
+  local s=$1 prev=${2:-} cur=${3:-} known=${4:-}
+  [ "$(printf '%s\n' "$s" | lookup ssh)" = on ] && gather_sessions "$known"
   [ "$(printf '%s\n' "$s" | lookup jupyter)" = on ] && gather_jupyter
   [ "$(printf '%s\n' "$s" | lookup load)" = on ] && gather_load "$(printf '%s\n' "$s" | lookup load_threshold)" "$prev" "$cur"
   [ "$(printf '%s\n' "$s" | lookup containers)" = on ] && gather_containers
@@ -583,10 +658,10 @@ tick() {
   warn=$(printf '%s\n' "$s" | lookup warn)
   up=$(uptime_s)
   boot=$(boot_marker)
-  local idle_since="" deadline="" reason="" prev_cpu=""
+  local idle_since="" deadline="" reason="" prev_cpu="" known_own="" own_ssh=""
   if [ "$(state_get boot)" = "$boot" ]; then  # a new boot starts from scratch
     idle_since=$(state_get idle_since); deadline=$(state_get deadline)
-    reason=$(state_get reason); prev_cpu=$(state_get cpu)
+    reason=$(state_get reason); prev_cpu=$(state_get cpu); known_own=$(state_get own_ssh)
   fi
   if [ "$window" = 0 ] && [ "$max_uptime" = 0 ]; then
     write_state "boot=$boot" "last_tick=$now" "uptime=$up" "activity=idle-stop off"
@@ -596,9 +671,10 @@ tick() {
 
   local CPU_SAMPLE verdicts line active=0 last=0 seen="" idle_rules="" r e out
   CPU_SAMPLE=$(cpu_sample)
-  verdicts=$(gather "$s" "$prev_cpu" "$CPU_SAMPLE")
+  verdicts=$(gather "$s" "$prev_cpu" "$CPU_SAMPLE" "$known_own")
   while IFS= read -r line; do
     case "$line" in
+      "mine ssh"*) own_ssh=${line#mine ssh}; own_ssh=${own_ssh# } ;;
       active\ *|unknown\ *) active=1; seen+="${seen:+; }${line#* }" ;;
       idle\ *)
         read -r _ r e <<<"$line"  # "idle RULE [EPOCH]"
@@ -619,7 +695,7 @@ tick() {
   elif [ "$active" = 1 ]; then what="active: $seen"
   else what="idle $(human $((now - idle_since)))/$(human "$window") (${idle_rules:-no rule on})"; fi
   write_state "boot=$boot" "last_tick=$now" "uptime=$up" "idle_since=$idle_since" "deadline=$deadline" \
-    "reason=$reason" "stop_at=$stop_at" "stop_reason=$why" "cpu=$CPU_SAMPLE" "activity=$what"
+    "reason=$reason" "stop_at=$stop_at" "stop_reason=$why" "cpu=$CPU_SAMPLE" "own_ssh=$own_ssh" "activity=$what"
 
   case "$action" in
     warn)
@@ -674,7 +750,7 @@ case "$mode" in
   merge) merge "$@" ;;
   effective) s=$(merge "$@") && effective <<<"$s" ;;
   configure) configure "$@" ;;
-  gather) s=$(merge) && gather "$(effective <<<"$s")" "$(state_get cpu)" "$(cpu_sample)" ;;
+  gather) s=$(merge) && gather "$(effective <<<"$s")" "$(state_get cpu)" "$(cpu_sample)" "$(state_get own_ssh)" ;;
   rule) rule "$@" ;;
   *) die "usage: idle-agent tick|status|settings|merge|configure|gather|rule NAME" "" 2 ;;
 esac

@@ -107,8 +107,8 @@ def box(vm_host: Any, user_env: Env) -> Any:
 
 
 def test_nobody_there_warns_then_powers_off(box: Any, docker_engine: Any, user_env: Env) -> None:
-    data = idle_stop(user_env, "ws", WINDOW, "--warn", WARN)
-    t0 = time.monotonic()
+    t0 = time.monotonic()  # the idle clock may start while the command is still connected:
+    data = idle_stop(user_env, "ws", WINDOW, "--warn", WARN)  # its own connection is no activity
     assert data["step"]["status"] == "changed"
     assert data["step"]["message"] == "idle-stop after 6 s idle; checked every 1 s"
     assert data["agent"]["enabled"] and data["agent"]["window_s"] == 6
@@ -247,3 +247,90 @@ def test_status_and_doctor_show_the_agent(box: Any, docker_engine: Any, user_env
     assert f.code == 0, f.stdout + f.stderr
     r = hosts.exec_in(docker_engine, box.container_id, ["systemctl", "is-active", "mlops-env-idle.timer"], check=False)
     assert r.stdout.strip() == "active"
+
+
+class _Connected:
+    """mlops-env's own transport holding ONE connection to the box and running a command now
+    and then, with pauses between commands (as `up` or `doctor --fix` do), until stopped or
+    until the box goes away."""
+
+    def __init__(self, box: Any) -> None:
+        import threading
+
+        from mlops_env.transport.ssh import SSHTransport
+
+        self.t = SSHTransport(box.host, box.port, box.user, str(box.identity), box.host_key, timeout=20)
+        self.commands = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        from mlops_env.errors import MlopsError
+
+        try:
+            while not self.stop.is_set():
+                self.t.run_script("sleep 0.7", [])  # a command ...
+                self.commands += 1
+                self.stop.wait(0.6)  # ... then nothing under the connection for a while
+        except MlopsError:
+            pass  # the box powered off under it
+        finally:
+            self.t.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(15)
+
+
+def _activity_lines(engine: Any, box: Any) -> list[str]:
+    return [line for line in journal(engine, box).splitlines() if "active: " in line or " idle " in line]
+
+
+def test_mlops_env_connections_are_not_activity(box: Any, docker_engine: Any, user_env: Env) -> None:
+    """While mlops-env stays connected (commands and pauses) and `status` asks again and again,
+    the box is idle to the agent: it warns and powers off; `status` never reports an SSH session."""
+    idle_stop(user_env, "ws", WINDOW, "--warn", WARN)  # itself a connection, under which a check runs
+    conn = _Connected(box)
+    seen: list[str] = []
+    try:
+        t0 = time.monotonic()
+        while status(docker_engine, box) == "running" and time.monotonic() - t0 < STOP_WITHIN:
+            r = user_env.mlops("--json", "status", "ws")
+            agent = (r.data.get("idle_stop") or {}) if r.code == 0 else {}
+            if agent.get("activity"):
+                seen.append(str(agent["activity"]))
+            time.sleep(0.5)
+        assert status(docker_engine, box) == "exited" or wait_stopped(docker_engine, box) >= 0
+    finally:
+        conn.close()
+    assert conn.commands >= 3, "the connection did not run commands while the box was up"
+    assert seen and not [a for a in seen if "ssh" in a and "active" in a], seen
+    ev = [line.split()[1:3] for line in events(docker_engine, box).splitlines()]
+    assert ev == [["warn", "idle"], ["poweroff", "idle"]], ev
+
+
+def test_a_persons_tunnel_counts_beside_mlops_env(box: Any, docker_engine: Any, user_env: Env,
+                                                  tmp_path: Path) -> None:
+    """A person's `ssh -N -L` (a Jupyter tunnel: no process under its session, like mlops-env's
+    connection between two commands) keeps the box up, and is the only session counted; once it
+    closes, the box powers off although mlops-env is still connected."""
+    known_hosts = hosts.write_known_hosts(tmp_path / "known_hosts", box)
+    tunnel = subprocess.Popen([*hosts.ssh_argv(box, known_hosts=known_hosts), "-N", "-L", "18888:127.0.0.1:8888"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    conn = _Connected(box)
+    try:
+        idle_stop(user_env, "ws", WINDOW, "--warn", WARN)
+        time.sleep(KEEP_UP)
+        assert status(docker_engine, box) == "running", journal(docker_engine, box)
+        lines = _activity_lines(docker_engine, box)
+        assert any("active: ssh 1 session(s) (ubuntu@forwarding)" in line for line in lines), lines
+        assert not [line for line in lines if "ssh 2 session(s)" in line or "ssh 3 session(s)" in line], lines
+        tunnel.terminate()
+        tunnel.wait(10)
+        t0 = time.monotonic()
+        wait_stopped(docker_engine, box)
+        assert time.monotonic() - t0 >= 6 - 1  # a whole window after the tunnel closed
+    finally:
+        tunnel.kill()
+        conn.close()

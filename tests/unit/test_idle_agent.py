@@ -37,6 +37,13 @@ STDIN_TO_LOG = r'''#!/bin/bash
 printf '%s\n' "$(printf '%q ' "$0" "$@")" >>'__FAKE__/calls.log'
 { printf '%s ' "$@"; cat; echo; } >>'__FAKE__/__NAME__.log'
 '''
+PS_SEQUENCE = r'''#!/bin/bash
+# fake ps serving FAKE/ps.seq.1, .2, ... one per call (the last one again after that)
+printf '%s\n' "$(printf '%q ' "$0" "$@")" >>'__FAKE__/calls.log'
+n=$(( $(cat '__FAKE__/ps.count' 2>/dev/null || echo 0) + 1 )); echo "$n" >'__FAKE__/ps.count'
+while [ "$n" -gt 1 ] && [ ! -f "__FAKE__/ps.seq.$n" ]; do n=$((n - 1)); done
+cat "__FAKE__/ps.seq.$n"
+'''
 CURL = r'''#!/bin/bash
 # logs curl's argv (a token must never be there), then runs the real curl
 printf '%s\n' "$(printf '%q ' "$0" "$@")" >>'__FAKE__/calls.log'
@@ -58,6 +65,7 @@ class Root:
             self._cmd(name, STDIN_TO_LOG.replace("__NAME__", name))
         self._cmd("curl", CURL.replace("__REAL__", REAL_CURL))
         (self.fake / "calls.log").touch()
+        self.resamples = "0"  # how often an SSH session without processes is looked at again
         self.proc("uptime", "5000.00 9000.00\n")
         self.proc("1/stat", "1 (systemd) S 0 1 1 0 -1 4194560 0 0 0 0 2 5 13 8 20 0 1 0 100000 0 0\n")
         self.proc("loadavg", "0.01 0.03 0.05 1/180 4321\n")
@@ -78,6 +86,8 @@ class Root:
         p.write_text(text)
 
     def out(self, cmd: str, text: str, rc: int = 0) -> None:
+        if cmd == "ps":
+            text = with_ppid(text)
         (self.fake / f"{cmd}.out").write_text(text)
         (self.fake / f"{cmd}.rc").write_text(str(rc))
 
@@ -96,9 +106,25 @@ class Root:
             s.bind(str(sock))
             s.close()
 
+    def ps_sequence(self, *texts: str) -> None:
+        """``ps`` answers each call with the next of TEXTS (the process list changes between
+        the agent's looks), then keeps answering the last."""
+        self._cmd("ps", PS_SEQUENCE)
+        (self.fake / "ps.count").unlink(missing_ok=True)
+        for i, text in enumerate(texts, 1):
+            (self.fake / f"ps.seq.{i}").write_text(text)
+
+    def cmdlines(self, argvs: dict[str, list[str]]) -> None:
+        """/proc/PID/cmdline of these processes (NUL-separated, as the kernel writes it)."""
+        for pid, argv in argvs.items():
+            p = self.root / "proc" / pid / "cmdline"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(b"".join(a.encode() + b"\0" for a in argv))
+
     def env(self, now: int) -> dict[str, str]:
         return {"PATH": f"{self.bin}:{system_bin()}", "MLOPS_ENV_IDLE_ROOT": str(self.root),
-                "MLOPS_ENV_IDLE_NOW": str(now), "HOME": str(self.fake), "LANG": "C.UTF-8"}
+                "MLOPS_ENV_IDLE_NOW": str(now), "HOME": str(self.fake), "LANG": "C.UTF-8",
+                "MLOPS_ENV_IDLE_RESAMPLES": self.resamples}
 
     def run(self, *args: str, now: int = 1000, check: bool = True) -> subprocess.CompletedProcess[str]:
         r = subprocess.run(["bash", str(AGENT), *args], env=self.env(now), capture_output=True, text=True,
@@ -132,6 +158,17 @@ class Root:
 
     def powered_off(self) -> bool:
         return ["poweroff"] in self.calls("systemctl")
+
+
+def with_ppid(text: str) -> str:
+    """The agent asks ``ps -eo pid=,ppid=,user:32=,args=``; the older fixtures were captured as
+    ``pid=,user=,args=``: their lines get a parent PID of 1 (the process tree only matters to the
+    own-session tests, which use a tree captured whole)."""
+    out = []
+    for line in text.splitlines():
+        f = line.split()
+        out.append(line if len(f) > 2 and f[1].isdigit() else f"{f[0]} 1 {' '.join(f[1:])}" if f else line)
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 
 @pytest.fixture
@@ -460,3 +497,67 @@ def test_agent_keys_match_the_step_script() -> None:
 
     assert set(RULES) <= set(keys)
     assert os.access(AGENT, os.R_OK)
+
+
+# -- mlops-env's own SSH connections are not activity ---------------------------------------
+TREE = (FIX / "ps-tree-bookworm-mlops-env.txt").read_text()
+TREE_ARGV = json.loads((FIX / "ps-tree-bookworm-mlops-env.cmdline.json").read_text())
+#: the same box a moment later: the connection that was between two commands (149) runs its
+#: next one (constructed from the captured lines 178/183 of the first connection)
+TREE_NEXT = TREE + ("    190     149 ubuntu                           sh -c t=$(mktemp) || exit 97; trap 'rm -f \"$t\"' "
+                    "EXIT; cat >\"$t\"; bash \"$t\" \"$@\" </dev/null mlops-env\n"
+                    "    191     190 ubuntu                           bash /tmp/tmp.Zx81Qa0pLm\n")
+
+
+def _stat(pid: int, start: int) -> str:
+    return f"{pid} (sshd) S 1 {pid} {pid} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0\n"
+
+
+def test_mlops_env_connections_do_not_count_a_persons_do(box: Root) -> None:
+    box.ps_sequence(TREE)
+    box.cmdlines({**TREE_ARGV, "190": TREE_ARGV["178"]})
+    box.tick(1000)
+    # 142 and 171 run mlops-env's commands (171 through sudo): not counted. The person's
+    # terminal, command and tunnel are; so is 149, which stays without a process (no resample)
+    assert box.state()["activity"] == ("active: ssh 4 session(s) (ubuntu@notty, ubuntu@forwarding, "
+                                       "ubuntu@notty, ubuntu@pts/0)")
+    assert box.state()["own_ssh"] == "142: 171:"
+
+
+def test_a_connection_between_two_commands_is_looked_at_again(box: Root) -> None:
+    box.resamples = "2"
+    # at the third look, 142's command has ended (nothing under it any more)
+    after = "".join(line + "\n" for line in TREE_NEXT.splitlines() if line.split()[0] not in {"178", "183", "185"})
+    box.ps_sequence(TREE, TREE_NEXT, after)
+    box.cmdlines({**TREE_ARGV, "190": TREE_ARGV["178"]})
+    box.tick(1000)
+    # 149 had nothing under it at the first look and mlops-env's next command at the second;
+    # 142 ran mlops-env's command at the first look and nothing at the last: both are ours. The
+    # tunnel (159) has nothing under it at every look: a person's forward, counted
+    assert box.state()["activity"] == "active: ssh 3 session(s) (ubuntu@forwarding, ubuntu@notty, ubuntu@pts/0)"
+    assert len(box.calls("ps")) == 3  # first look, then two more (the tunnel stays in question)
+
+
+def test_only_mlops_env_connected_is_idle_and_remembered(box: Root) -> None:
+    only_ours = "".join(line + "\n" for line in TREE.splitlines()
+                        if line.split()[0] in {"1", "116", "141", "142", "144", "171", "178", "179", "182",
+                                               "183", "185", "187", "188"})
+    box.proc("142/stat", _stat(142, 5000))
+    box.proc("171/stat", _stat(171, 5100))
+    box.ps_sequence(only_ours)
+    box.cmdlines(TREE_ARGV)
+    box.tick(1000)
+    assert box.state()["activity"].startswith("idle ") and box.state()["idle_since"] == "1000"
+    assert box.state()["own_ssh"] == "142:5000 171:5100"
+    # later both connections sit between two commands: nothing under them, nothing marked; the
+    # agent remembers them (same PID, same start time) and they still do not count
+    between = "".join(line + "\n" for line in only_ours.splitlines() if line.split()[0] in {"1", "116", "141",
+                                                                                               "142", "144", "171"})
+    box.ps_sequence(between)
+    box.tick(1030)
+    assert box.state()["activity"].startswith("idle ") and box.state()["idle_since"] == "1000"
+    # a PID reused by another process (another start time) is not remembered as ours
+    box.proc("142/stat", _stat(142, 9999))
+    box.tick(1040)
+    assert box.state()["activity"] == "active: ssh 1 session(s) (ubuntu@notty)"
+    assert box.state()["own_ssh"] == "171:5100"

@@ -238,3 +238,26 @@ def test_decide_off() -> None:
 def test_decide_rejects_bad_input() -> None:
     r = subprocess.run(["bash", str(AGENT), "rule", "decide", "now=12x"], capture_output=True, text=True, check=False)
     assert r.returncode == 2 and "whole seconds" in r.stderr
+
+
+# -- mlops-env's own connections (ps tree) ---------------------------------------------------
+def test_own_sessions_are_those_above_an_mlops_env_command() -> None:
+    """Captured in the Debian 12 box: a person's `ssh -tt` (173) and `ssh host cmd` (163, with
+    its `sleep`), a tunnel `ssh -N -L` (159), and three connections of mlops-env's transport: one
+    running a command (142 -> 178 `sh -c ... mlops-env x y`), one running it through sudo
+    (171 -> 179 sudo -> 182), one between two commands (149, nothing under it)."""
+    fix = FIX / "ps-tree-bookworm-mlops-env.txt"
+    assert rule("own-sessions", "178", "182", stdin=fix) == ["own 142", "bare 149", "bare 159", "own 171"]
+    # nothing marked: only the sessions with no process under them are in question
+    assert rule("own-sessions", stdin=fix) == ["bare 149", "bare 159"]
+    # a marked process outside any session (a local `sh -c ... mlops-env`) marks no session
+    assert rule("own-sessions", "1", stdin=fix) == ["bare 149", "bare 159"]
+
+
+def test_own_sessions_openssh_98_names() -> None:
+    text = ("  500  1 root     sshd-session: ana [priv]\n"
+            "  501  500 ana      sshd-session: ana@notty\n"
+            "  502  501 ana      sh -c t=$(mktemp) mlops-env\n"
+            "  510  1 root     sshd-session: ana [priv]\n"
+            "  511  510 ana      sshd-session: ana@pts/1\n")
+    assert rule("own-sessions", "502", stdin=text) == ["own 501"]

@@ -10,13 +10,14 @@ group hoists them in front of the sub-command so ``mlops-env up docker --json`` 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 try:  # typer >= 0.24 vendors click (typer._click); older releases use the click package
     from typer._click.exceptions import ClickException  # type: ignore[import-not-found]
@@ -48,14 +49,104 @@ def hoist_globals(args: list[str]) -> list[str]:
     return flags + rest + tail
 
 
-class _Group(TyperGroup):
-    """Root group: hoists global flags and renders usage errors as JSON under ``--json``."""
+#: complete_var of shell completion (Typer's, from the program name): see _Group.main
+COMPLETE_VAR = "_MLOPS_ENV_COMPLETE"
+SHELLS = ("bash", "zsh", "fish", "powershell")
+#: the order of `mlops-env --help`'s commands: the one a new user needs first, then the rest
+#: as README's Commands table lists them
+COMMAND_ORDER = ("up", "list", "status", "ssh", "code", "stop", "start", "down", "idle-stop",
+                 "doctor", "smoke-test", "devcontainer")
+
+
+def _arg_metavar(param: Any) -> str:
+    """One notation for arguments everywhere: ``NAME`` (its metavar, else its name upper-cased)."""
+    name = str(param.metavar or (param.name or "").upper())
+    return name + ("..." if param.nargs != 1 else "")
+
+
+class _HelpMixin:
+    """Help that can be scanned: arguments as ``NAME`` / ``[NAME]`` (never Typer's ``{name}``
+    nor a Python type such as ``<str>``), and the epilog as an "Examples" section whose lines
+    are kept as written (click would re-wrap them into one paragraph)."""
+
+    options_metavar: str | None
+    epilog: str | None
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        rv = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):  # type: ignore[attr-defined]
+            if param.param_type_name == "argument":
+                meta = str(param.metavar or (param.name or "").upper())
+                meta = meta if param.required else f"[{meta}]"
+                rv.append(meta + ("..." if param.nargs != 1 else ""))
+            else:
+                rv.extend(param.get_usage_pieces(ctx))
+        rv.extend(self._usage_tail())
+        return rv
+
+    def _usage_tail(self) -> list[str]:
+        return []
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        args, opts = [], []
+        for param in self.get_params(ctx):  # type: ignore[attr-defined]
+            rv = param.get_help_record(ctx)
+            if rv is None:
+                continue
+            if param.param_type_name == "argument":
+                args.append((_arg_metavar(param), rv[1]))
+            else:
+                opts.append(rv)
+        if args:
+            with formatter.section("Arguments"):
+                formatter.write_dl(args)
+        if opts:
+            with formatter.section("Options"):
+                formatter.write_dl(opts)
+        self._format_commands(ctx, formatter)
+
+    def _format_commands(self, ctx: Any, formatter: Any) -> None:
+        pass
+
+    def format_epilog(self, ctx: Any, formatter: Any) -> None:
+        if not self.epilog:
+            return
+        import textwrap
+
+        with formatter.section("Examples"):
+            for line in textwrap.dedent(self.epilog).strip("\n").splitlines():
+                formatter.write(f"{'':>{formatter.current_indent}}{line.rstrip()}\n" if line.strip() else "\n")
+
+
+class Command(_HelpMixin, TyperCommand):
+    """Every mlops-env command (``@app.command(..., cls=Command)``): see ``_HelpMixin``."""
+
+
+class SubGroup(_HelpMixin, TyperGroup):
+    """A command group below the root (``up``, ``devcontainer``): see ``_HelpMixin``."""
+
+    def _usage_tail(self) -> list[str]:
+        return [self.subcommand_metavar] if getattr(self, "subcommand_metavar", None) else []
+
+    def _format_commands(self, ctx: Any, formatter: Any) -> None:
+        self.format_commands(ctx, formatter)
+
+
+class _Group(SubGroup):
+    """Root group: hoists global flags, lists ``up`` first, completes in the shell and renders
+    usage errors as JSON under ``--json``."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_globals(list(args)))
 
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = list(super().list_commands(ctx))
+        return sorted(names, key=lambda n: COMMAND_ORDER.index(n) if n in COMMAND_ORDER else len(COMMAND_ORDER))
+
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,  # type: ignore[override]
              standalone_mode: bool = True, **extra: Any) -> Any:
+        if os.environ.get(COMPLETE_VAR):  # a shell asks for completions: Typer's protocol
+            _completion_init()
         argv = list(sys.argv[1:] if args is None else args)
         head = argv[: argv.index("--")] if "--" in argv else argv
         json_mode = "--json" in head
@@ -107,9 +198,14 @@ app = typer.Typer(
     name="mlops-env",
     help="A ready MLOps workstation in one command: Anaconda, Docker, VS Code Remote-SSH, "
     "proven by training the course's ride-duration model.",
+    epilog="""
+    mlops-env up docker --accept-anaconda-tos     # a workstation in a local container
+    mlops-env status default                      # how it is; `ssh mlops-default` to use it
+    mlops-env COMMAND --help                      # each command's options and examples
+    """,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=False,  # our own --install-completion/--show-completion SHELL (see _root)
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -121,6 +217,57 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+def _completion_init() -> None:
+    """Register Typer's completion classes (its bash/zsh/fish/PowerShell protocol); done only
+    when a shell asks or a script is wanted, not for every run."""
+    from typer._completion_classes import completion_init
+
+    completion_init()
+
+
+def _shell(value: str) -> str:
+    shell = value.strip().lower()
+    if shell == "pwsh":
+        shell = "powershell"
+    if shell not in SHELLS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(SHELLS)}")
+    return shell
+
+
+def _show_completion(ctx: typer.Context, value: str | None) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from typer._completion_shared import get_completion_script
+
+    _completion_init()
+    typer.echo(get_completion_script(prog_name="mlops-env", complete_var=COMPLETE_VAR, shell=_shell(value)))
+    raise typer.Exit(0)
+
+
+def _install_completion(ctx: typer.Context, value: str | None) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from typer._completion_shared import install
+
+    _completion_init()
+    shell, path = install(shell=_shell(value), prog_name="mlops-env", complete_var=COMPLETE_VAR)
+    typer.echo(f"{shell} completion installed in {path}; it works in new shells (or source that file now)")
+    raise typer.Exit(0)
+
+
+def complete_name(incomplete: str) -> list[str]:
+    """Shell completion of workstation names: the state records' file names (``state/NAME.json``;
+    nothing is parsed, nothing heavy imported, so a TAB costs a directory listing)."""
+    from mlops_env.paths import get_paths
+
+    try:
+        names = sorted(p.name[:-5] for p in get_paths().state_dir.iterdir()
+                       if p.name.endswith(".json") and not p.name.startswith("."))
+    except OSError:
+        return []
+    return [n for n in names if n.startswith(incomplete)]
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
@@ -129,6 +276,14 @@ def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug output."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
+    install_completion: str | None = typer.Option(
+        None, "--install-completion", metavar="[bash|zsh|fish|powershell]", callback=_install_completion,
+        is_eager=True, expose_value=False, autocompletion=lambda: list(SHELLS),
+        help="Install TAB completion of commands, options and workstation names for that shell."),
+    show_completion: str | None = typer.Option(
+        None, "--show-completion", metavar="[bash|zsh|fish|powershell]", callback=_show_completion,
+        is_eager=True, expose_value=False, autocompletion=lambda: list(SHELLS),
+        help="Print that shell's completion script (to install it yourself)."),
 ) -> None:
     ctx.obj = AppState(json_mode=json_mode, verbose=verbose, debug=debug)
 

@@ -11,9 +11,14 @@ from typing import Annotated, Any
 
 import typer
 
-from mlops_env.cli import app, run_command
+from mlops_env.cli import Command, SubGroup, app, run_command
 
 devcontainer_app = typer.Typer(
+    cls=SubGroup,
+    epilog="""
+    mlops-env devcontainer init . --python-dist miniforge
+    mlops-env devcontainer validate .
+    """,
     help="The workstation as a dev container: open a repository in GitHub Codespaces (or VS "
     "Code Dev Containers) and get the same conda, Docker, ports and checks as `up`.",
     no_args_is_help=True, rich_markup_mode=None,
@@ -21,14 +26,20 @@ devcontainer_app = typer.Typer(
 app.add_typer(devcontainer_app, name="devcontainer")
 
 
-@devcontainer_app.command("init")
+@devcontainer_app.command("init", cls=Command, epilog="""
+    mlops-env devcontainer init . --accept-anaconda-tos
+    mlops-env devcontainer init ../mlops-zoomcamp --python-dist miniforge --no-docker --dry-run
+    """)
 def init_cmd(
     ctx: typer.Context,
     directory: Annotated[Path, typer.Argument(
         metavar="DIR", show_default=False,
         help="The repository to write .devcontainer/ into (default: the current folder).")] = Path("."),
     python_dist: Annotated[str, typer.Option(
-        "--python-dist", help="anaconda (default, as the course), miniconda or miniforge.")] = "anaconda",
+        "--python-dist", metavar="[anaconda|miniconda|miniforge]",
+        autocompletion=lambda: ["anaconda", "miniconda", "miniforge"],
+        help="Python distribution (default anaconda, as the course; miniforge needs no terms).",
+        show_default=False)] = "anaconda",
     no_docker: Annotated[bool, typer.Option(
         "--no-docker", help="Leave Docker out (no docker-in-docker feature; doctor skips Docker).")] = False,
     accept_tos: Annotated[bool, typer.Option(
@@ -98,7 +109,10 @@ def _print_init(ui: Any, data: dict[str, Any]) -> None:
                 "codespace (or VS Code: \"Dev Containers: Reopen in Container\")", soft_wrap=True)
 
 
-@devcontainer_app.command("validate")
+@devcontainer_app.command("validate", cls=Command, epilog="""
+    mlops-env devcontainer validate .
+    mlops-env devcontainer validate .devcontainer/devcontainer.json
+    """)
 def validate_cmd(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(

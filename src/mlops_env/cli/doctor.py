@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mlops_env.cli import app, run_command
+from mlops_env.cli import Command, app, complete_name, run_command
 from mlops_env.cli.up import (
     AcceptTos,
     CondaInstaller,
@@ -38,11 +38,19 @@ ABOUT = {"system": "OS, CPUs, memory, disk, clock", "python": "conda and the cou
          "tools": "git, curl", "local": "SSH client and config, VS Code, AWS"}
 
 
-@app.command("doctor")
+@app.command("doctor", cls=Command, short_help="What is ready for the course, what is not, and the fix.",
+             epilog="""
+    mlops-env doctor                          # this machine
+    mlops-env doctor course                   # a workstation mlops-env knows
+    mlops-env doctor --host ubuntu@203.0.113.7 --identity ~/.ssh/course.pem
+    mlops-env doctor course --only docker,python -v
+    mlops-env doctor course --fix             # apply the `up` step behind each failing check
+    """)
 def doctor_cmd(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="A workstation mlops-env knows (see `mlops-env list`); "
-                                               "default: this machine.", show_default=False)] = None,
+                                               "default: this machine.", show_default=False,
+                                               autocompletion=complete_name)] = None,
     host: Annotated[str | None, typer.Option("--host", metavar="USER@HOST[:PORT]",
                                              help="Check any box over SSH instead.")] = None,
     identity: Annotated[Path | None, typer.Option("--identity", metavar="KEYFILE",

@@ -10,17 +10,23 @@ from typing import Annotated, Any
 
 import typer
 
-from mlops_env.cli import app, run_command
+from mlops_env.cli import Command, app, complete_name, run_command
 
 
-@app.command("idle-stop")
+@app.command("idle-stop", cls=Command, short_help="Change when a workstation powers itself off.", epilog="""
+    mlops-env idle-stop course 30m
+    mlops-env idle-stop course 2h --max-hours 8
+    mlops-env idle-stop course off                # the uptime cap too, unless --max-hours
+    mlops-env idle-stop course 1h --rules ssh,jupyter
+    """)
 def idle_stop_cmd(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Workstation name (see `mlops-env list`).")],
+    name: Annotated[str, typer.Argument(help="Workstation name (see `mlops-env list`).",
+                                        autocompletion=complete_name)],
     duration: Annotated[str, typer.Argument(
-        metavar="30m|2h|off",
-        help="Power off after this long without activity (s, m or h; a bare number is minutes); "
-        "off turns the agent off (and the --max-hours cap, unless given too).")],
+        metavar="DURATION", autocompletion=lambda: ["30m", "1h", "2h", "off"],
+        help="Power off after this long without activity: 30m, 2h, 1h30m, 90s (a bare number is "
+        "minutes); off turns the agent off (and the --max-hours cap, unless given too).")],
     max_hours: Annotated[str | None, typer.Option(
         "--max-hours", metavar="N",
         help="Also power off after N hours of uptime, whatever happens (with the same warning); "
@@ -30,7 +36,7 @@ def idle_stop_cmd(
         help="What counts as activity: a comma list of ssh, jupyter, load, containers; all; none. "
         "Default: keep the box's setting (all, on a new box).")] = None,
     load_threshold: Annotated[float | None, typer.Option(
-        "--load-threshold", min=0.01, max=999,
+        "--load-threshold", metavar="LOAD", min=0.01, max=999,
         help="A load at or above this is activity (default 0.5).")] = None,
     warn: Annotated[int | None, typer.Option("--warn", min=0, max=3600, hidden=True,
                                              help="Seconds of warning before power-off (tests).")] = None,

@@ -6,13 +6,13 @@ from typing import Annotated, Any
 
 import typer
 
-from mlops_env.cli import app, run_command
+from mlops_env.cli import Command, app, complete_name, run_command
 
-Name = Annotated[str, typer.Argument(help="Workstation name (see `mlops-env list`).")]
+Name = Annotated[str, typer.Argument(help="Workstation name (see `mlops-env list`).", autocompletion=complete_name)]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 Region = Annotated[str | None, typer.Option(
-    "--region", help="ec2: also look in this AWS region for workstations this machine does not know.")]
-Profile = Annotated[str | None, typer.Option("--profile", help="ec2: AWS profile for --region.")]
+    "--region", metavar="REGION", help="ec2: also look in this AWS region for workstations this machine does not know.")]
+Profile = Annotated[str | None, typer.Option("--profile", metavar="PROFILE", help="ec2: AWS profile for --region.")]
 Codespaces = Annotated[bool, typer.Option(
     "--codespaces", help="codespace: also look on GitHub for codespaces mlops-env made that this machine does not know.")]
 
@@ -32,7 +32,11 @@ def _address(rec: Any) -> str:
     return f"{ep.user}@{ep.host}:{ep.port}" if ep else "-"
 
 
-@app.command("list")
+@app.command("list", cls=Command, short_help="List the workstations, with their live state.", epilog="""
+    mlops-env list
+    mlops-env list --region eu-west-1        # also EC2 workstations made on another machine
+    mlops-env --json list                    # for scripts
+    """)
 def list_cmd(ctx: typer.Context, region: Region = None, profile: Profile = None,
              codespaces: Codespaces = False) -> None:
     """List the workstations this machine knows, with their live state (and, for EC2, the
@@ -79,9 +83,13 @@ def list_cmd(ctx: typer.Context, region: Region = None, profile: Profile = None,
     run_command(ctx, "list", body)
 
 
-@app.command("status")
+@app.command("status", cls=Command, short_help="Show one workstation and its health.", epilog="""
+    mlops-env status default
+    mlops-env --json status course
+    """)
 def status_cmd(ctx: typer.Context, name: Name) -> None:
-    """Show one workstation: where it is, its live state, its setup steps and smoke test."""
+    """Show one workstation: where it is, its live state, its setup steps, smoke test and idle
+    stop."""
 
     def body(ui: Any) -> Any:
         import json
@@ -150,11 +158,15 @@ def _ssh_argv(paths: Any, rec: Any) -> list[str]:
     return [ssh, "-F", str(cfg), "--", rec.alias]
 
 
-@app.command("ssh", context_settings={"allow_interspersed_args": False})
+@app.command("ssh", cls=Command, short_help="A shell or a command on the workstation.", context_settings={"allow_interspersed_args": False}, epilog="""
+    mlops-env ssh default                      # a shell (the same as `ssh mlops-default`)
+    mlops-env ssh default -- nvidia-smi -L     # one command; its flags go to the box
+    """)
 def ssh_cmd(
     ctx: typer.Context,
     name: Name,
-    command: Annotated[list[str] | None, typer.Argument(help="Command to run (after --).")] = None,
+    command: Annotated[list[str] | None, typer.Argument(metavar="COMMAND", help="Command to run (after --).",
+                                                        show_default=False)] = None,
 ) -> None:
     """Open a shell on the workstation (or run COMMAND there) with the system ssh client."""
 
@@ -174,7 +186,9 @@ def ssh_cmd(
     run_command(ctx, "ssh", body)
 
 
-@app.command("code")
+@app.command("code", cls=Command, short_help="Open VS Code on the workstation.", epilog="""
+    mlops-env code default
+    """)
 def code_cmd(ctx: typer.Context, name: Name) -> None:
     """Open VS Code on the workstation (Remote-SSH), or print the command when `code` is absent."""
 
@@ -204,10 +218,13 @@ def code_cmd(ctx: typer.Context, name: Name) -> None:
     run_command(ctx, "code", body)
 
 
-@app.command("stop")
+@app.command("stop", cls=Command, epilog="""
+    mlops-env stop course                      # asks first
+    mlops-env stop course --yes
+    """)
 def stop_cmd(ctx: typer.Context, name: Name, yes: Yes = False) -> None:
-    """Stop the workstation (docker: stop the container; ec2: stop the instance, which ends
-    the hourly charge; the disk is kept)."""
+    """Stop the workstation. Docker: stop the container; ec2: stop the instance, which ends the
+    hourly charge; the disk is kept."""
 
     def body(ui: Any) -> Any:
         from mlops_env.providers import get_provider
@@ -222,9 +239,11 @@ def stop_cmd(ctx: typer.Context, name: Name, yes: Yes = False) -> None:
     run_command(ctx, "stop", body)
 
 
-@app.command("start")
+@app.command("start", cls=Command, epilog="""
+    mlops-env start course                     # then `ssh mlops-course` as before
+    """)
 def start_cmd(ctx: typer.Context, name: Name) -> None:
-    """Start a stopped workstation; when it comes back at a new address (EC2: a new public
+    """Start a stopped workstation. When it comes back at a new address (EC2: a new public
     IP) its SSH config entry is rewritten."""
 
     def body(ui: Any) -> Any:
@@ -252,7 +271,10 @@ def start_cmd(ctx: typer.Context, name: Name) -> None:
     run_command(ctx, "start", body)
 
 
-@app.command("down")
+@app.command("down", cls=Command, short_help="Remove a workstation and all mlops-env made for it.", epilog="""
+    mlops-env down course                      # lists what it removes, asks first
+    mlops-env down course --yes --region eu-west-1
+    """)
 def down_cmd(ctx: typer.Context, name: Name, yes: Yes = False, region: Region = None,
              profile: Profile = None, codespaces: Codespaces = False) -> None:
     """Remove the workstation and everything mlops-env made for it (docker: the container and

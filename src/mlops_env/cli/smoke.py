@@ -10,17 +10,21 @@ from typing import Annotated, Any
 
 import typer
 
-from mlops_env.cli import app, run_command, state
+from mlops_env.cli import Command, app, complete_name, run_command, state
 from mlops_env.errors import UsageError
 
 DEFAULT_FEATURES = "PU_DO,trip_distance"
 
 
-@app.command("smoke-test")
+@app.command("smoke-test", cls=Command, short_help="Train the course's week-1 model as a smoke test.", epilog="""
+    mlops-env smoke-test course               # on a workstation, in its conda env
+    mlops-env smoke-test --sample             # here, on synthetic data (no download)
+    mlops-env smoke-test --train a.parquet --val b.parquet --features PU_DO,trip_distance
+    """)
 def smoke_test(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(
-        metavar="NAME", show_default=False,
+        metavar="NAME", show_default=False, autocompletion=complete_name,
         help="Workstation to run on (over SSH, in its conda env). Without it: run here.")] = None,
     train: Annotated[str | None, typer.Option(
         "--train", metavar="SRC",

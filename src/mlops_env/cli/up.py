@@ -8,18 +8,44 @@ from typing import Annotated, Any
 
 import typer
 
-from mlops_env.cli import app, run_command
+from mlops_env.cli import Command, SubGroup, app, complete_name, run_command
 
 up_app = typer.Typer(
-    help="Create (or resume) a workstation and make it ready: Anaconda, Docker, SSH config, "
-    "smoke-test training. Re-running on a ready workstation changes nothing.",
+    cls=SubGroup,
+    help="Create or resume a workstation and make it ready. Anaconda, Docker, the SSH config and "
+    "the smoke-test training, on a local container, your own box, EC2 or a codespace. Re-running on "
+    "a ready workstation changes nothing.",
+    epilog="""
+    mlops-env up docker --accept-anaconda-tos        # a local container `default`
+    mlops-env up ssh course --host ubuntu@203.0.113.7  # your own box
+    mlops-env up ec2 course --python-dist miniforge  # AWS (asks before it costs)
+    mlops-env up docker --dry-run                    # what would change; changes nothing
+    """,
     no_args_is_help=True, rich_markup_mode=None,
 )
 app.add_typer(up_app, name="up")
 
+#: the values of the options with a fixed set (config.py validates them: one definition of what
+#: is accepted; these only show and complete them)
+PYTHON_DISTS = ("anaconda", "miniconda", "miniforge")
+DOCKER_SOURCES = ("distro", "docker")
+SMOKE_TESTS = ("course", "sample", "off")
+
+
+def _choices(values: tuple[str, ...]) -> Any:
+    """Completion of a fixed set of values."""
+    return lambda incomplete: [v for v in values if v.startswith(incomplete)]
+
+
+def _metavar(values: tuple[str, ...]) -> str:
+    return "[" + "|".join(values) + "]"
+
+
+NameArg = Annotated[str, typer.Argument(help="Workstation name ([a-z0-9-], 1-32).", autocompletion=complete_name)]
 # Options shared by every provider (defaults may come from the config file or MLOPS_ENV_*).
 PythonDist = Annotated[str | None, typer.Option(
-    "--python-dist", help="anaconda (default, as the course), miniconda or miniforge.", show_default=False)]
+    "--python-dist", metavar=_metavar(PYTHON_DISTS), autocompletion=_choices(PYTHON_DISTS),
+    help="Python distribution (default anaconda, as the course; miniforge needs no terms).", show_default=False)]
 AcceptTos = Annotated[bool | None, typer.Option(
     "--accept-anaconda-tos/--no-accept-anaconda-tos",
     help="Accept Anaconda's terms of service (needed for anaconda/miniconda).", show_default=False)]
@@ -29,9 +55,11 @@ CondaInstaller = Annotated[str | None, typer.Option(
 CondaSha = Annotated[str | None, typer.Option("--conda-sha256", metavar="HEX",
                                                  help="sha256 of --conda-installer.")]
 DockerSource = Annotated[str | None, typer.Option(
-    "--docker-source", help="distro (default: docker.io + compose) or docker (Docker's apt repo).")]
+    "--docker-source", metavar=_metavar(DOCKER_SOURCES), autocompletion=_choices(DOCKER_SOURCES),
+    help="distro (default: docker.io + compose) or docker (Docker's apt repository).")]
 SmokeTest = Annotated[str | None, typer.Option(
-    "--smoke-test", help="course (default: the TLC files), sample (synthetic, offline) or off.")]
+    "--smoke-test", metavar=_metavar(SMOKE_TESTS), autocompletion=_choices(SMOKE_TESTS),
+    help="course (default: downloads the TLC files), sample (synthetic data, no download) or off.")]
 Forward = Annotated[bool | None, typer.Option(
     "--forward/--no-forward", help="Forward Jupyter 8888 and MLflow 5000 in the SSH config (default on).",
     show_default=False)]
@@ -46,9 +74,9 @@ Yes = Annotated[bool, typer.Option("--yes", "-y", help="Answer yes to questions 
 Jobs = Annotated[int, typer.Option("--jobs", min=1, max=8, hidden=True,
                                    help="Steps applied at once (1 = one after another).")]
 IdleStop = Annotated[str | None, typer.Option(
-    "--idle-stop", metavar="30m|2h|off",
-    help="Power the box off after this long without SSH sessions, Jupyter runs, CPU load or "
-    "running containers (default: 60m on ec2; off elsewhere). See docs/idle-stop.md.")]
+    "--idle-stop", metavar="DURATION",
+    help="Power the box off after DURATION (30m, 2h, off) without SSH sessions, Jupyter runs, CPU "
+    "load or running containers (default: 60m on ec2; off elsewhere). See docs/idle-stop.md.")]
 MaxHours = Annotated[str | None, typer.Option(
     "--max-hours", metavar="N", help="Also power it off after N hours of uptime, whatever happens (0: no cap).")]
 
@@ -168,28 +196,43 @@ def _print_summary(ui: Any, data: dict[str, Any]) -> None:
         c.print(f"  log          {ui.log_file}")
 
 
-@up_app.command("docker")
+@up_app.command("docker", cls=Command, epilog="""
+    mlops-env up docker --accept-anaconda-tos       # then: ssh mlops-default
+    mlops-env up docker course --python-dist miniforge --smoke-test sample
+    mlops-env up docker --image debian:12 --smoke-test sample --accept-anaconda-tos \\
+      --conda-installer file:///opt/mirror/Anaconda3.sh --conda-sha256 HEX   # offline
+    """)
 def up_docker(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Workstation name ([a-z0-9-], 1-32).")] = "default",
-    image: Annotated[str | None, typer.Option("--image", help="Debian/Ubuntu base image (default ubuntu:24.04).")] = None,
-    user: Annotated[str | None, typer.Option("--user", help="Login user created in the container (default mlops).")] = None,
+    name: NameArg = "default",
+    image: Annotated[str | None, typer.Option("--image", metavar="IMAGE",
+                                              help="Debian/Ubuntu base image (default ubuntu:24.04).")] = None,
+    user: Annotated[str | None, typer.Option("--user", metavar="USER",
+                                             help="Login user created in the container (default mlops).")] = None,
     python_dist: PythonDist = None, accept_tos: AcceptTos = None, conda_installer: CondaInstaller = None,
     conda_sha256: CondaSha = None, docker_source: DockerSource = None, smoke_test: SmokeTest = None,
     forward: Forward = None, ssh_timeout: SshTimeout = None, config: ConfigFile = None,
     dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 4,
     idle_stop: IdleStop = None, max_hours: MaxHours = None,
 ) -> None:
-    """A workstation in a local Docker container (free, offline): systemd, sshd on 127.0.0.1,
-    its own Docker engine inside."""
+    """A workstation in a local Docker container. Free: systemd, sshd on 127.0.0.1, its own
+    Docker engine inside.
+
+    The defaults need the network (the ubuntu:24.04 image, apt packages, the Anaconda installer,
+    the course's data). Without Internet it needs an image that is already here (--image), an
+    apt mirror the container reaches, --conda-installer file://... with --conda-sha256 (a file
+    in the image) and --smoke-test sample."""
     flags = _common(**locals())
     _run_up(ctx, "docker", name, flags, config, dry_run, yes, jobs)
 
 
-@up_app.command("ssh")
+@up_app.command("ssh", cls=Command, epilog="""
+    mlops-env up ssh course --host ubuntu@203.0.113.7 --identity ~/.ssh/course.pem
+    mlops-env up ssh lab --host me@lab.example.org:2222 --host-key-fingerprint SHA256:...
+    """)
 def up_ssh(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Workstation name ([a-z0-9-], 1-32).")],
+    name: Annotated[str, typer.Argument(help="Workstation name ([a-z0-9-], 1-32).", autocompletion=complete_name)],
     host: Annotated[str, typer.Option("--host", metavar="USER@HOST[:PORT]", help="The box to use.")],
     identity: Annotated[Path | None, typer.Option("--identity", metavar="KEYFILE",
                                                      help="Private key to log in with (default: mlops-env's key).")] = None,
@@ -202,7 +245,8 @@ def up_ssh(
     dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 4,
     idle_stop: IdleStop = None, max_hours: MaxHours = None,
 ) -> None:
-    """Bring your own box: any Ubuntu 22.04/24.04 or Debian 12 machine you can SSH into."""
+    """Bring your own box. Any Ubuntu 22.04/24.04 or Debian 12 machine you can SSH into (with
+    passwordless sudo); the first contact shows its host key for you to confirm."""
     flags = _common(**locals())
 
     def target() -> dict[str, Any]:
@@ -220,20 +264,25 @@ def up_ssh(
     _run_up(ctx, "ssh", name, flags, config, dry_run, yes, jobs, target, host_key_fingerprint)
 
 
-@up_app.command("ec2")
+@up_app.command("ec2", cls=Command, epilog="""
+    mlops-env up ec2 course --region eu-west-1 --accept-anaconda-tos
+    mlops-env up ec2 course --spot --idle-stop 30m --max-hours 8
+    mlops-env up ec2 course --dry-run          # the plan and its price; nothing is made
+    """)
 def up_ec2(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Workstation name ([a-z0-9-], 1-32).")] = "default",
+    name: NameArg = "default",
     region: Annotated[str | None, typer.Option(
-        "--region", help="AWS region (default: AWS_REGION or your profile's).")] = None,
+        "--region", metavar="REGION", help="AWS region (default: AWS_REGION or your profile's).")] = None,
     profile: Annotated[str | None, typer.Option(
-        "--profile", help="AWS profile (default: AWS_PROFILE / the standard credential chain).")] = None,
+        "--profile", metavar="PROFILE",
+        help="AWS profile (default: AWS_PROFILE / the standard credential chain).")] = None,
     instance_type: Annotated[str | None, typer.Option(
-        "--instance-type", help="Instance type (default t3.xlarge: 4 vCPU, 16 GiB).")] = None,
+        "--instance-type", metavar="TYPE", help="Instance type (default t3.xlarge: 4 vCPU, 16 GiB).")] = None,
     disk_gb: Annotated[int | None, typer.Option(
-        "--disk-gb", help="Root volume in GB, gp3, encrypted (default 30; 20..2000).")] = None,
+        "--disk-gb", metavar="GB", help="Root volume in GB, gp3, encrypted (default 30; 20..2000).")] = None,
     ami: Annotated[str | None, typer.Option(
-        "--ami", help="ubuntu-24.04 (default), ubuntu-22.04 or an ami-... id.")] = None,
+        "--ami", metavar="AMI", help="ubuntu-24.04 (default), ubuntu-22.04 or an ami-... id.")] = None,
     spot: Annotated[bool | None, typer.Option(
         "--spot/--on-demand", help="A spot instance (cheaper; AWS may stop it) instead of on-demand.",
         show_default=False)] = None,
@@ -250,21 +299,25 @@ def up_ec2(
     dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 4,
     idle_stop: IdleStop = None, max_hours: MaxHours = None,
 ) -> None:
-    """A workstation on an AWS EC2 instance: SSH only from your IP, host key pinned from the
-    first connection, encrypted disk; stop/start/down manage its cost. See docs/ec2.md."""
+    """A workstation on an AWS EC2 instance. SSH only from your IP, host key pinned before the
+    first connection, encrypted disk, idle stop after 60 minutes; stop/start/down manage its
+    cost. See docs/ec2.md."""
     flags = _common(**locals())
     _run_up(ctx, "ec2", name, flags, config, dry_run, yes, jobs, provision_only=provision_only)
 
-@up_app.command("codespace")
+@up_app.command("codespace", cls=Command, epilog="""
+    mlops-env up codespace course --repo YOU/mlops-zoomcamp --idle-timeout 30m
+    mlops-env up codespace course                  # again: the repository is remembered
+    """)
 def up_codespace(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Workstation name ([a-z0-9-], 1-32).")] = "default",
+    name: NameArg = "default",
     repo: Annotated[str | None, typer.Option(
         "--repo", metavar="OWNER/REPO", help="The repository with the dev container (remembered after the first up).")] = None,
     branch: Annotated[str | None, typer.Option(
-        "--branch", help="Branch to open (default: the repository's default branch).")] = None,
+        "--branch", metavar="BRANCH", help="Branch to open (default: the repository's default branch).")] = None,
     machine: Annotated[str | None, typer.Option(
-        "--machine", help="Machine type, e.g. basicLinux32gb, standardLinux32gb (default: the smallest allowed "
+        "--machine", metavar="TYPE", help="Machine type, e.g. basicLinux32gb, standardLinux32gb (default: the smallest allowed "
         "one with 4 cores and 16 GB).")] = None,
     idle_timeout: Annotated[str | None, typer.Option(
         "--idle-timeout", metavar="DURATION", help="Stop after this much inactivity, e.g. 30m (5m..4h; default: "
@@ -278,8 +331,8 @@ def up_codespace(
     python_dist: PythonDist = None, smoke_test: SmokeTest = None, forward: Forward = None,
     ssh_timeout: SshTimeout = None, config: ConfigFile = None, dry_run: DryRun = False, yes: Yes = False,
 ) -> None:
-    """A workstation in a GitHub Codespace of a repository with the dev container (`mlops-env
-    devcontainer init`): SSH alias through the GitHub CLI, then doctor and the smoke test inside
+    """A workstation in a GitHub Codespace. The repository needs the dev container (`mlops-env
+    devcontainer init`); SSH alias through the GitHub CLI, then doctor and the smoke test inside
     it. Token: GH_TOKEN, GITHUB_TOKEN or `gh auth token` (codespace scope). See docs/codespace.md."""
     flags = _common(python_dist=python_dist, smoke_test=smoke_test, forward=forward, ssh_timeout=ssh_timeout)
     flags.update(repo=repo, branch=branch, machine=machine, idle_timeout=idle_timeout, retention=retention)
