@@ -168,7 +168,8 @@ class UI:
         print_hanging(self.console, "[red]error:[/red] ", mask_secrets(msg))
         if output:
             lines = mask_secrets(output).splitlines()
-            self.console.print(literal(f"  its last {len(lines)} lines of output:", "dim"))
+            where = f" (all of it in {self.log_file})" if self.log_file else ""
+            print_hanging(self.console, "  ", f"its last {len(lines)} lines of output{where}:", style="dim")
             for line in lines:
                 print_hanging(self.console, "    ", line, style="dim")
         if hint:
@@ -234,19 +235,18 @@ def print_hanging(console: Any, head: Any, body: Any, *, style: str = "") -> Non
 
     ``head`` as a str is Rich markup (the caller's own labels, e.g. ``"[red]error:[/red] "``);
     ``body`` as a str is literal text (from users, files, boxes), printed as it is."""
-    from rich.table import Table
     from rich.text import Text
 
     head_t = Text.from_markup(head) if isinstance(head, str) else head
     body_t = Text(body, style=style) if isinstance(body, str) else body
-    if not console.is_terminal:
+    room = console.width - head_t.cell_len
+    if not console.is_terminal or room < 20:
         console.print(Text.assemble(head_t, body_t), soft_wrap=True)
         return
-    grid = Table.grid(padding=0)
-    grid.add_column(no_wrap=True)
-    grid.add_column(overflow="fold")
-    grid.add_row(head_t, body_t)
-    console.print(grid)
+    indent = " " * head_t.cell_len
+    for i, line in enumerate(body_t.wrap(console, room, overflow="fold")):
+        line.rstrip()
+        console.print(Text.assemble(head_t if i == 0 else indent, line), soft_wrap=True)
 
 
 def plain_error(msg: str, hint: str | None = None, output: str | None = None) -> str:

@@ -159,14 +159,18 @@ def test_a_failed_step_shows_its_markup_verbatim_with_its_last_lines(fake_up) ->
     assert "error: step markup failed: cannot write [/opt/x] for [x86_64] [bold]" in err
     assert "hint: check the permissions of [/opt/x] [dim]" in err
     # the failing step's last lines under the error (item 10), literally: stdout, then stderr
-    tail = err[err.index("lines of output:"):err.index("hint:")].splitlines()[1:]
+    head = next(ln for ln in err.splitlines() if "its last 20 lines of output" in ln)
+    log_path = sorted((fake_up.root / "logs").glob("*-up.log"))[-1]
+    assert head.strip() == f"its last 20 lines of output (all of it in {log_path}):"
+    tail = err[err.index(head):err.index("hint:")].splitlines()[1:]
     tail = [ln.strip() for ln in tail if ln.strip()]
     assert len(tail) == 20
     assert tail[-2:] == ["warning: [/opt/x] is nearly full [red]", "E: cannot write [/opt/x]/lib: [red]Permission denied[/red]"]
     assert tail[:-2] == [f"compiling unit {i} for [x86_64]" for i in range(13, 31)]
     assert not any(ln.startswith(("mlops-error:", "mlops-hint:")) for ln in tail)
     row = next(ln for ln in err.splitlines() if " markup " in ln and "failed" in ln)
-    assert "cannot write [/opt/x] for [x86_64] [bold]" in row
+    assert row.endswith("failed  cannot write [/opt/x] for [x86_64] [bold]") or \
+        row.split("s  ", 1)[1] == "cannot write [/opt/x] for [x86_64] [bold]", row
 
     # the run's log has the whole output, every line
     log = last_log(fake_up.root)

@@ -91,13 +91,19 @@ class StepView:
                            line=info.get("message", ""))
             elif kind == "line":
                 line = str(info.get("line", "")).strip()
-                if line.startswith("mlops: "):
-                    line = line[7:]
+                if line.startswith("mlops-hint: "):  # the hint comes with the error, below
+                    line = ""
+                for prefix in ("mlops: ", "mlops-error: "):
+                    if line.startswith(prefix):
+                        line = line[len(prefix):]
                 if line:
                     row["line"] = line[:100]
             elif kind == "done":
                 rep = info["report"]
-                row.update(status=rep.status, seconds=rep.seconds, line=rep.message, title=rep.title)
+                msg = rep.message
+                if rep.status == "failed" and msg.startswith(f"step {sid} failed: "):
+                    msg = msg[len(f"step {sid} failed: "):]  # the row says which step failed
+                row.update(status=rep.status, seconds=rep.seconds, line=msg, title=rep.title)
         if kind == "done" and self.live is None and not self.ui.json_mode:
             self.ui.console.print(self._line(sid, self.rows[sid]))
 

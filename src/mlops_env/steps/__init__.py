@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,13 +32,12 @@ from mlops_env.errors import (
     UnsupportedError,
 )
 from mlops_env.paths import templates_dir
-from mlops_env.transport import RunResult
 
 if TYPE_CHECKING:
     from mlops_env.config import Resolved
     from mlops_env.paths import Paths
     from mlops_env.state import Endpoint, Record
-    from mlops_env.transport import Transport
+    from mlops_env.transport import RunResult, Transport
 
 log = logging.getLogger(__name__)
 
@@ -128,25 +126,14 @@ def parse_script_output(res: RunResult) -> tuple[str, str | None, str | None]:
     return summary, error, hint
 
 
-@dataclass(frozen=True)
-class ScriptRun(RunResult):
-    """A step script's run, with its output lines in the order they arrived (stdout and
-    stderr interleaved, as on a terminal): what its tail shows when it fails."""
-
-    transcript: tuple[str, ...] = ()
-
-    def tail(self, lines: int = TAIL_LINES) -> str:
-        return output_tail(self, lines)
-
-
 def output_tail(res: RunResult, lines: int = TAIL_LINES) -> str:
-    """The last ``lines`` lines a script printed, for the user: the protocol's error and hint
-    lines left out (the message and hint say them), ``mlops: `` prefixes dropped, blank lines
-    skipped, each line at most 500 characters."""
-    text = (res.stdout + ("\n" if res.stdout and res.stderr else "") + res.stderr)
-    raw = list(res.transcript) if isinstance(res, ScriptRun) and res.transcript else text.splitlines()
+    """The last ``lines`` lines a script printed, for the user: its standard output, then its
+    standard error (where errors go: the two streams are read apart, so their relative order
+    is not known exactly), the protocol's error and hint lines left out (the message and the
+    hint say them), ``mlops: `` prefixes dropped, blank lines skipped, each line at most 500
+    characters. The run's log has every line, as it arrived."""
     out: list[str] = []
-    for line in raw:
+    for line in [*res.stdout.splitlines(), *res.stderr.splitlines()]:
         line = line.rstrip()
         if not line.strip() or line.startswith(("mlops-error: ", "mlops-hint: ")):
             continue
@@ -202,17 +189,13 @@ class StepContext:
     data: dict[str, Any] = field(default_factory=dict)  # step outputs (e.g. the smoke report)
 
     def run_call(self, step_id: str, call: ScriptCall, *, transport: Transport | None = None,
-                 timeout: float | None = None) -> ScriptRun:
+                 timeout: float | None = None) -> RunResult:
         """Run a step's script. Every line it prints goes to the run's log as it arrives (the
         whole output, also of a run cut off), and to ``on_line`` (the live progress)."""
         t = transport or self.transport
-        lines: list[str] = []
-        lock = threading.Lock()
         log.debug("step %s: %s %s%s", step_id, call.script, " ".join(call.args), " (as root)" if call.sudo else "")
 
         def line_seen(line: str) -> None:
-            with lock:
-                lines.append(line)
             log.debug("step %s| %s", step_id, line)
             self.on_line(step_id, line)
 
@@ -220,7 +203,7 @@ class StepContext:
                            is_root=self.facts.is_root, timeout=timeout, on_line=line_seen)
         log.log(logging.DEBUG if res.ok else logging.WARNING, "step %s: %s exited with code %s after %.1fs",
                 step_id, call.script, res.exit_code, res.seconds)
-        return ScriptRun(res.argv, res.exit_code, res.stdout, res.stderr, res.seconds, tuple(lines))
+        return res
 
 
 class Step(ABC):
