@@ -17,6 +17,7 @@ nothing missing, the `conda init` block), so that only the failing step fails.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import hosts
@@ -90,7 +91,8 @@ def test_an_engine_that_does_not_start_says_its_own_error(user_env: Any, vm_host
     text = " ".join(r.stderr.split())  # whatever the line wrapping
     assert f"error: step docker failed: the Docker engine did not start: Error initializing network controller: " \
            f"error obtaining controller instance: {ENGINE_REASON}" in text, r.stderr
-    assert "lines of output:" in r.stderr and "hint: see `journalctl -u docker` on the box" in text
+    assert "hint: see `journalctl -u docker` on the box" in text
+    assert re.search(r"its last \d+ lines of output \(all of it in /\S+-up\.log\):", text), r.stderr
 
     log = _logs(user_env)
     assert ENGINE_REASON in log

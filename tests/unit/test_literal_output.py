@@ -24,76 +24,10 @@ from typing import Any
 
 import pytest
 from fake_target import FakeBox
+from fake_up import UP_ARGS, patch
 from typer.testing import CliRunner
 
-from mlops_env import engine, pipeline
-from mlops_env import steps as steps_mod
 from mlops_env.cli import app
-from mlops_env.steps import ScriptCall, Step, StepContext, raise_for_script
-
-MARKUP = ("[/opt/x]", "[bold]", "[x86_64]")
-
-# A step script whose every message and output line carries Rich markup. `apply --fail` fails
-# the way a real step does (an apt-like E: line, then the protocol's error line).
-MARKUP_SCRIPT = r'''#!/usr/bin/env bash
-set -euo pipefail
-stamp="$HOME/.markup-step-done"
-case "${1:-}" in
-  check)
-    if [ -f "$stamp" ]; then echo "mlops: built for [x86_64] in [/opt/x] [bold]"; exit 0; fi
-    echo "mlops: not built for [x86_64] in [/opt/x] yet"; exit 1 ;;
-  apply)
-    echo "mlops: building [bold]not bold[/bold] in [/opt/x]"
-    for i in $(seq 1 30); do echo "compiling unit $i for [x86_64]"; done
-    echo "warning: [/opt/x] is nearly full [red]" >&2
-    if [ "${2:-}" = --fail ]; then
-      echo "E: cannot write [/opt/x]/lib: [red]Permission denied[/red]" >&2
-      echo "mlops-error: cannot write [/opt/x] for [x86_64] [bold]" >&2
-      echo "mlops-hint: check the permissions of [/opt/x] [dim]" >&2
-      exit 1
-    fi
-    touch "$stamp" ;;
-  verify) [ -f "$stamp" ] && echo "mlops: built for [x86_64] in [/opt/x] [bold]" ;;
-  *) exit 2 ;;
-esac
-'''
-
-
-class MarkupStep(Step):
-    id = "markup"
-    title = "markup"
-
-    def __init__(self, fail: bool) -> None:
-        self.fail = fail
-
-    def check_call(self, ctx: StepContext) -> ScriptCall:
-        return ScriptCall("markup-step.sh", ("check",))
-
-    def apply(self, ctx: StepContext) -> None:
-        args = ("apply", "--fail") if self.fail else ("apply",)
-        raise_for_script(self.id, ctx.run_call(self.id, ScriptCall("markup-step.sh", args)))
-
-
-FAKE_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGZha2UgaG9zdCBrZXkgb2YgdGhlIGZha2UgYm94ISE="
-
-
-class ExistingBox:
-    """Provider stand-in: the fake box already exists (as for `up ssh`) and its host key is
-    known through a trusted channel, so the pipeline pins it without asking."""
-
-    kind = "ssh"
-
-    def __init__(self, box: FakeBox) -> None:
-        self.box = box
-        self.confirm: Any = None
-        self.warn: Any = None
-
-    def ensure(self, record: Any, options: Any, key: Any, progress: Any) -> Any:
-        from mlops_env.providers import Provisioned
-        from mlops_env.state import Endpoint
-
-        ep = Endpoint("127.0.0.1", 22, self.box.user, str(key.private_path), f"mlops-env-{record.name}")
-        return Provisioned(ep, "unchanged", host_key=FAKE_HOST_KEY, detail="the fake box [/opt/x]")
 
 
 @pytest.fixture()
@@ -105,22 +39,12 @@ def fake_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no
     monkeypatch.setenv("MLOPS_ENV_HOME", str(tmp_path / "mlops"))
     monkeypatch.setenv("COLUMNS", "200")
     box = FakeBox(tmp_path / "box")
-    real_template = steps_mod.template
-
-    def template(name: str) -> str:
-        return MARKUP_SCRIPT if name == "markup-step.sh" else real_template(name)
-
-    monkeypatch.setattr(steps_mod, "template", template)
-    monkeypatch.setattr(engine, "template", template)
-    monkeypatch.setattr(pipeline, "get_provider", lambda kind, paths: ExistingBox(box))
-    monkeypatch.setattr(pipeline, "connect", lambda paths, ep, timeout: box.transport())
-    state = {"fail": False}
-    monkeypatch.setattr(pipeline, "steps_for", lambda options, provider="": [MarkupStep(state["fail"])])
+    state = {"mode": "ok"}
+    patch(box, lambda: state["mode"], monkeypatch.setattr)
 
     def run(*args: str, fail: bool = False) -> Any:
-        state["fail"] = fail
-        return CliRunner().invoke(app, [*args, "up", "ssh", "mk", "--host", "tester@127.0.0.1",
-                                        "--smoke-test", "off"])
+        state["mode"] = "fail" if fail else "ok"
+        return CliRunner().invoke(app, [*args, *UP_ARGS])
 
     run.root = tmp_path / "mlops"  # type: ignore[attr-defined]
     run.box = box  # type: ignore[attr-defined]
@@ -355,3 +279,81 @@ def test_ui_messages_are_literal_and_errors_masked() -> None:
                  "error: token *** refused [bold]", "hint: see [/x]", "line [one]", "E: two [/opt/x]"):
         assert text in out, (text, out)
     assert GH_TOKEN not in out
+
+
+def test_a_real_ctrl_c_on_a_terminal_leaves_the_step_interrupted_not_running(tmp_path: Path) -> None:
+    """`mlops-env up` in a pseudo-terminal (the live display), a real SIGINT while the step's
+    script runs (seen by its stamp on the box): the final screen says `interrupted`, exit 130."""
+    import os
+    import pty
+    import signal
+    import struct
+    import subprocess
+    import sys
+    import termios
+    import threading
+    import time
+    from fcntl import ioctl
+
+    here = Path(__file__).resolve().parent
+    box_dir = tmp_path / "box"
+    env = dict(os.environ, HOME=str(tmp_path / "home"), MLOPS_ENV_HOME=str(tmp_path / "mlops"), TERM="xterm",
+               PYTHONPATH=os.pathsep.join([str(here), str(here.parent)]))
+    env.pop("NO_COLOR", None)
+    env.pop("COLUMNS", None)
+    (tmp_path / "home").mkdir()
+    master, slave = pty.openpty()
+    ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    proc = subprocess.Popen(  # noqa: S603 - this repository's helper
+        [sys.executable, str(here / "fake_up.py"), str(box_dir), "slow", *UP_ARGS],
+        stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True,
+        # SIGINT may be inherited as ignored (a suite started from a background job): default it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def pump() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other side is closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    started = box_dir / "home" / "tester" / ".markup-step-started"
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists():
+            assert proc.poll() is None, b"".join(chunks).decode(errors="replace")
+            assert time.monotonic() < deadline, "the step never started: " + b"".join(chunks).decode(errors="replace")
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+
+        def seen(text: str) -> bool:
+            return text in ANSI.sub("", b"".join(chunks).decode(errors="replace"))
+
+        deadline = time.monotonic() + 60
+        while not seen("error: interrupted"):
+            assert time.monotonic() < deadline, b"".join(chunks).decode(errors="replace")
+            time.sleep(0.1)
+    finally:
+        # the script (a local process here; over SSH the connection is cut) may now end
+        (box_dir / "home" / "tester" / ".markup-step-release").touch()
+        try:
+            code = proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        reader.join(10)
+        os.close(master)
+    out = ANSI.sub("", b"".join(chunks).decode(errors="replace"))
+    assert code == 130, out
+    final = [ln for ln in out.splitlines() if " markup " in ln][-1]
+    assert " interrupted " in final and "running" not in final, out
+    # its last line (or, if that was not read yet, its check's message), literally
+    assert final.split("s  ", 1)[1] in ("building [bold]not bold[/bold] in [/opt/x]",
+                                         "not built for [x86_64] in [/opt/x] yet"), final
