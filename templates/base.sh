@@ -12,6 +12,25 @@ PACKAGES=(ca-certificates curl git bzip2 procps util-linux)
 
 die() { echo "mlops-error: $1" >&2; [ -n "${2:-}" ] && echo "mlops-hint: $2" >&2; exit "${3:-1}"; }
 
+# apt-get, its output shown as usual (and kept): on failure the step's message is apt's own
+# reason, its first `E:` line (for a failed package script, dpkg's line naming the package).
+APT_OUT=""
+apt_get() {
+  local rc=0
+  if [ -z "$APT_OUT" ]; then APT_OUT=$(mktemp); trap 'rm -f "$APT_OUT"' EXIT; fi
+  apt-get -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold -q "$@" 2>&1 | tee "$APT_OUT" || rc=${PIPESTATUS[0]}
+  return "$rc"
+}
+apt_reason() {
+  local e d
+  e=$(grep -m1 '^E: ' "$APT_OUT" | cut -c4-400 || true)
+  if [[ "$e" == "Sub-process /usr/bin/dpkg returned an error code"* ]]; then
+    d=$(grep -A1 -m1 '^dpkg: error processing' "$APT_OUT" | tr -s ' \n' ' ' | cut -c1-400 || true)
+    [ -z "$d" ] || e="${d% }"
+  fi
+  echo "${e:-exit code $1}"
+}
+
 supported_os() {
   [ -r "$OS_RELEASE" ] || die "cannot identify the OS (/etc/os-release missing)" \
     "mlops-env supports Ubuntu 22.04, Ubuntu 24.04 and Debian 12" 3
@@ -50,14 +69,13 @@ case "$mode" in
       exit 0
     fi
     export DEBIAN_FRONTEND=noninteractive
-    apt_opts=(-o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold -q)
     echo "mlops: apt-get update"
-    apt-get "${apt_opts[@]}" update ||
-      die "apt-get update failed (exit $?)" "the box cannot reach its package mirror: check its network and /etc/apt/sources.list*"
+    apt_get update ||
+      die "apt-get update failed: $(apt_reason $?)" "fix the box's apt sources (/etc/apt/sources.list, /etc/apt/sources.list.d/) or its network, then run \`mlops-env up\` again"
     echo "mlops: installing $missing"
     # shellcheck disable=SC2086 # word splitting of the package list is intended
-    apt-get "${apt_opts[@]}" install -y --no-install-recommends $missing ||
-      die "apt-get install $missing failed (exit $?)" "see the output above (dpkg lock, broken packages, disk full?)"
+    apt_get install -y --no-install-recommends $missing ||
+      die "apt-get install ${missing% } failed: $(apt_reason $?)" "fix what apt says on the box (sudo apt-get install -f, a held dpkg lock, a full disk?), then run \`mlops-env up\` again"
     echo "mlops: base packages installed"
     ;;
   *) die "usage: base.sh check|apply" "" 2 ;;

@@ -90,8 +90,14 @@ download() {
   if [ -z "$want" ] && [ -n "$SHA256_URL" ]; then
     want=$(curl -fsSL --retry 3 "$SHA256_URL" | awk '{print $1}' | head -n1) ||
       die "cannot fetch the vendor's checksum from $SHA256_URL" "check the box's internet access, or use --conda-installer with --conda-sha256" 4
+    # A sha256 is exactly 64 hex digits: anything else (an error page, a truncated file) is
+    # not a checksum, and nothing is downloaded against it.
+    [[ "$want" =~ ^[0-9a-fA-F]{64}$ ]] ||
+      die "the vendor's checksum file $SHA256_URL holds no sha256 (64 hex digits): it starts with '${want:0:70}'" \
+        "nothing was installed; check the box's internet access (a proxy or captive portal?), or use --conda-installer URL --conda-sha256 HEX" 8
   fi
-  [ ${#want} -eq 64 ] || die "no valid sha256 for $URL" "pass --conda-sha256 HEX with --conda-installer" 8
+  [[ "$want" =~ ^[0-9a-fA-F]{64}$ ]] || die "no valid sha256 for $URL" "pass --conda-sha256 HEX (64 hex digits) with --conda-installer" 8
+  want=$(printf '%s' "$want" | tr 'A-F' 'a-f')  # sha256sum prints lower case
   if [ -f "$file" ] && [ "$(sha256sum "$file" | awk '{print $1}')" = "$want" ]; then
     say "installer cached: $file" >&2
     echo "$file"; return
@@ -132,13 +138,18 @@ do_apply() {
   mkdir -p "$HOME/.mlops-env"
   # One conda apply at a time, also across runs (an interrupted run may still be working).
   exec 9>"$HOME/.mlops-env/conda.lock"
-  flock -w 1800 9 || die "another conda install is still running on the box" "wait for it, then run again" 1
+  if ! flock -n 9; then
+    say "installing $DIST: an earlier run's install is still going on the box; waiting for it"
+    flock -w 1800 9 || die "another conda install is still running on the box" "wait for it, then run again" 1
+  fi
 
   if ! conda_ok; then
     [ -n "$URL" ] || die "no installer URL given" "" 2
+    if [ -e "$PREFIX" ]; then say "installing $DIST into $PREFIX (resuming an interrupted install)"
+    else say "installing $DIST into $PREFIX"; fi
     local installer; installer=$(download)
     if [ -e "$PREFIX" ]; then
-      say "updating the half-installed $PREFIX"
+      say "installing $DIST into $PREFIX (resuming: updating what an interrupted install left)"
       nice -n 10 bash "$installer" -b -u -p "$PREFIX" ||
         die "the $DIST installer failed (exit $?) updating $PREFIX" "see the output above; remove $PREFIX and run again" 1
     else

@@ -13,6 +13,35 @@ OS_RELEASE=${MLOPS_ENV_OS_RELEASE:-/etc/os-release}
 die() { echo "mlops-error: $1" >&2; [ -n "${2:-}" ] && echo "mlops-hint: $2" >&2; exit "${3:-1}"; }
 say() { echo "mlops: $*"; }
 
+# Docker's apt key, as Docker publishes it (https://docs.docker.com/engine/install/): the
+# downloaded key is installed only when it is exactly this key.
+DOCKER_KEY_FPR=9DC858229FC7DD38854AE2D88D81803C0EBFCD88
+
+TMPD=""
+tmpdir() {
+  if [ -z "$TMPD" ]; then TMPD=$(mktemp -d); trap 'rm -rf "$TMPD"' EXIT; fi
+}
+
+# apt-get, its output shown as usual (and kept): on failure the step's message is apt's own
+# reason, its first `E:` line (for a failed package script, dpkg's line naming the package).
+apt_get() {
+  local rc=0
+  tmpdir
+  apt-get -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold -q "$@" 2>&1 | tee "$TMPD/apt.out" || rc=${PIPESTATUS[0]}
+  return "$rc"
+}
+apt_reason() {
+  local e d
+  e=$(grep -m1 '^E: ' "$TMPD/apt.out" | cut -c4-400 || true)
+  if [[ "$e" == "Sub-process /usr/bin/dpkg returned an error code"* ]]; then
+    d=$(grep -A1 -m1 '^dpkg: error processing' "$TMPD/apt.out" | tr -s ' \n' ' ' | cut -c1-400 || true)
+    [ -z "$d" ] || e="${d% }"
+  fi
+  echo "${e:-exit code $1}"
+}
+lists_fresh() { find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -60 2>/dev/null | grep -q .; }
+APT_HINT="fix what apt says on the box (its sources in /etc/apt, a held dpkg lock, a full disk?), then run \`mlops-env up\` again"
+
 mode=${1:-}; shift || true
 TARGET_USER=""; SOURCE=distro
 while [ $# -gt 0 ]; do
@@ -105,22 +134,59 @@ do_verify() {
 
 os_field() { sed -n "s/^$1=//p" "$OS_RELEASE" | tr -d '"' | head -n1; }
 
+# The engine's own last error line (why it did not start): from the journal of its unit
+# under systemd (messages of dockerd itself, not systemd's about it), else from its log file.
+daemon_reason() {
+  local since=$1 lines=""
+  if [ -d /run/systemd/system ] && command -v journalctl >/dev/null 2>&1; then
+    # (with --since, journalctl's -n counts from the start: tail instead)
+    lines=$(journalctl _SYSTEMD_UNIT=docker.service --since "@$since" --no-pager -o cat 2>/dev/null | tail -n 300 || true)
+  fi
+  if [ -z "$lines" ] && [ -r /var/log/docker.log ]; then lines=$(tail -n 300 /var/log/docker.log); fi
+  {
+    printf '%s\n' "$lines" | grep -E '^(failed to start daemon|Error starting daemon)|level=(fatal|error)' ||
+      printf '%s\n' "$lines" | grep -iE 'error|fail' | grep -vE 'level=(info|debug|warning)'
+  } | tail -n 1 | sed -E -e 's/^time="[^"]*" level=[a-z]+ msg="(.*)"( [a-zA-Z_.-]+=.*)?$/\1/' \
+      -e 's/^(failed to start daemon|Error starting daemon): //' | cut -c1-400 || true
+}
+
+# Docker's apt key, checked before apt trusts it: one primary key, Docker's fingerprint.
+add_docker_repo() {
+  local id=$1 url="https://download.docker.com/linux/$1/gpg" fprs
+  say "adding Docker's apt repository"
+  tmpdir
+  curl -fsSL "$url" -o "$TMPD/docker.asc" ||
+    die "cannot download Docker's apt key from $url" "check the box's internet access (HTTPS to download.docker.com), or use --docker-source distro" 4
+  if ! command -v gpg >/dev/null 2>&1; then
+    say "installing gpg (to check Docker's apt key)"
+    lists_fresh || apt_get update || die "apt-get update failed: $(apt_reason $?)" "$APT_HINT"
+    apt_get install -y --no-install-recommends gpg || die "apt-get install gpg failed: $(apt_reason $?)" "$APT_HINT"
+  fi
+  mkdir -m 0700 "$TMPD/gnupg"
+  fprs=$(GNUPGHOME="$TMPD/gnupg" gpg --batch --no-tty --show-keys --with-colons "$TMPD/docker.asc" 2>/dev/null |
+    awk -F: '$1 == "pub" { want = 1; next } want && $1 == "fpr" { print $10; want = 0 }' | paste -sd ' ' - || true)
+  if [ "$fprs" != "$DOCKER_KEY_FPR" ]; then
+    die "the key from $url is not Docker's apt key: it has ${fprs:+fingerprint }${fprs:-no OpenPGP key}, expected $DOCKER_KEY_FPR" \
+      "nothing was installed. Something between the box and download.docker.com changed the download (a proxy?); check it, or use --docker-source distro" 8
+  fi
+  install -m 0755 -d /etc/apt/keyrings
+  install -m 0644 "$TMPD/docker.asc" /etc/apt/keyrings/docker.asc
+  echo "deb [arch=$(dpkg --print-architecture) signed-by=/etc/apt/keyrings/docker.asc] https://download.docker.com/linux/$id $(os_field VERSION_CODENAME) stable" \
+    > /etc/apt/sources.list.d/docker.list
+}
+
 do_apply() {
   [ "$(id -u)" = 0 ] || die "docker.sh apply must run as root" "" 2
   export DEBIAN_FRONTEND=noninteractive
-  local apt_opts=(-o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold -q)
   local id; id=$(os_field ID)
+  local t0; t0=$(date +%s)
   if ! command -v docker >/dev/null 2>&1 || ! compose_version >/dev/null; then
     if [ "$SOURCE" = docker ]; then
-      say "adding Docker's apt repository"
-      install -m 0755 -d /etc/apt/keyrings
-      curl -fsSL "https://download.docker.com/linux/$id/gpg" -o /etc/apt/keyrings/docker.asc
-      chmod a+r /etc/apt/keyrings/docker.asc
-      echo "deb [arch=$(dpkg --print-architecture) signed-by=/etc/apt/keyrings/docker.asc] https://download.docker.com/linux/$id $(os_field VERSION_CODENAME) stable" \
-        > /etc/apt/sources.list.d/docker.list
-      apt-get "${apt_opts[@]}" update
+      add_docker_repo "$id"
+      apt_get update || die "apt-get update failed: $(apt_reason $?)" "$APT_HINT"
       say "installing docker-ce and the compose plugin"
-      apt-get "${apt_opts[@]}" install -y docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin
+      apt_get install -y docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin ||
+        die "apt-get install docker-ce failed: $(apt_reason $?)" "$APT_HINT"
     else
       # Recommends are skipped on purpose: they pull in needrestart, which restarts services
       # behind the user's back after every apt run. The useful ones are named: apparmor (the
@@ -132,24 +198,41 @@ do_apply() {
         *) die "unsupported OS for Docker: $id" "use Ubuntu 22.04/24.04 or Debian 12" 3 ;;
       esac
       # The base step has usually just refreshed the lists: skip a second update then.
-      if ! find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -60 2>/dev/null | grep -q .; then
-        apt-get "${apt_opts[@]}" update
-      fi
+      lists_fresh || apt_get update || die "apt-get update failed: $(apt_reason $?)" "$APT_HINT"
       say "installing ${pkgs[*]}"
-      if ! apt-get "${apt_opts[@]}" install -y --no-install-recommends "${pkgs[@]}"; then
-        [ "$id" = ubuntu ] || exit 1
+      local rc=0
+      apt_get install -y --no-install-recommends "${pkgs[@]}" || rc=$?
+      if [ "$rc" != 0 ]; then
+        [ "$id" = ubuntu ] || die "apt-get install ${pkgs[*]} failed: $(apt_reason "$rc")" "$APT_HINT"
         # Older Ubuntu images may lack docker-compose-v2 in their pockets: fall back to v1.
-        apt-get "${apt_opts[@]}" install -y --no-install-recommends docker.io apparmor xz-utils docker-compose
+        apt_get install -y --no-install-recommends docker.io apparmor xz-utils docker-compose ||
+          die "apt-get install docker.io docker-compose failed: $(apt_reason $?)" "$APT_HINT"
       fi
     fi
   fi
+  say "starting the Docker engine"
   if [ -d /run/systemd/system ]; then
-    systemctl enable --now docker >/dev/null 2>&1 || systemctl start docker
+    # an engine that failed before (an earlier run) may be at systemd's start limit: try afresh
+    systemctl reset-failed docker >/dev/null 2>&1 || true
+    systemctl enable --now docker >/dev/null 2>&1 || systemctl start docker 2>&1 || true
   else
-    service docker start || true
+    service docker start 2>&1 || true
   fi
-  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
-  docker info >/dev/null 2>&1 || die "the docker daemon did not start" "see \`journalctl -u docker\` on the box"
+  local i
+  for i in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    # An engine that keeps failing is given up on by systemd (its start limit): no use waiting.
+    if [ -d /run/systemd/system ]; then
+      systemctl is-failed --quiet docker 2>/dev/null && break
+    elif [ "$i" -ge 5 ] && ! pgrep -x dockerd >/dev/null; then
+      break
+    fi
+    sleep 1
+  done
+  if ! docker info >/dev/null 2>&1; then
+    local why; why=$(daemon_reason "$t0")
+    die "the Docker engine did not start${why:+: $why}" "see \`journalctl -u docker\` on the box (\`/var/log/docker.log\` without systemd)"
+  fi
   getent group docker >/dev/null || groupadd docker
   if ! in_group; then
     say "adding $TARGET_USER to the docker group"

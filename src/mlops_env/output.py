@@ -76,11 +76,36 @@ def mask_secrets(text: str) -> str:
     return text
 
 
+# Credentials this process may hold in its environment: masked by value wherever they turn up
+# (an exception message, a traceback), whatever their shape.
+_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "GH_TOKEN", "GITHUB_TOKEN")
+
+
+def register_env_secrets() -> None:
+    for name in _SECRET_ENV:
+        register_secret(os.environ.get(name, ""))
+
+
 class _MaskingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = mask_secrets(record.getMessage())
         record.args = None
         return True
+
+
+class _MaskingFormatter(logging.Formatter):
+    """Masks the whole formatted record: the message, and the traceback ``log.exception``
+    appends (the filter above sees only the message; an exception's text may carry a secret)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_secrets(super().format(record))
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        # cached on the record as exc_text: masked there too, for any other handler
+        return mask_secrets(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 - logging's name
+        return mask_secrets(super().formatStack(stack_info))
 
 
 class UI:
@@ -118,26 +143,37 @@ class UI:
         return sys.stdin.isatty() and sys.stderr.isatty()
 
     # -- messages ---------------------------------------------------------------------------
+    # Messages carry text from users, files and boxes (names, paths, a script's output): it is
+    # printed literally, never read as Rich markup (`[/opt/x]` or `[bold]` must not vanish or
+    # raise). Styles are applied to our own labels only, through Text objects.
     def info(self, msg: str) -> None:
         log.info(msg)
         if not self.json_mode:
-            self.console.print(msg)
+            self.console.print(literal(msg))
 
     def detail(self, msg: str) -> None:
         log.debug(msg)
         if self.verbose and not self.json_mode:
-            self.console.print(f"[dim]{msg}[/dim]")
+            self.console.print(literal(msg, "dim"))
 
     def warn(self, msg: str, hint: str | None = None) -> None:
         log.warning(msg)
-        self.console.print(f"[yellow]warning:[/yellow] {msg}")
+        print_hanging(self.console, "[yellow]warning:[/yellow] ", msg)
         if hint:
-            self.console.print(f"  [dim]hint:[/dim] {hint}")
+            print_hanging(self.console, "  [dim]hint:[/dim] ", hint)
 
-    def error(self, msg: str, hint: str | None = None) -> None:
-        self.console.print(f"[red]error:[/red] {msg}", soft_wrap=True)
+    def error(self, msg: str, hint: str | None = None, output: str | None = None) -> None:
+        """The red one-liner, then the last lines of output of what failed (a step's script),
+        then the hint. Secrets are masked here too: the terminal may be shared or recorded."""
+        print_hanging(self.console, "[red]error:[/red] ", mask_secrets(msg))
+        if output:
+            lines = mask_secrets(output).splitlines()
+            where = f" (all of it in {self.log_file})" if self.log_file else ""
+            print_hanging(self.console, "  ", f"its last {len(lines)} lines of output{where}:", style="dim")
+            for line in lines:
+                print_hanging(self.console, "    ", line, style="dim")
         if hint:
-            self.console.print(f"  [dim]hint:[/dim] {hint}", soft_wrap=True)
+            print_hanging(self.console, "  [dim]hint:[/dim] ", mask_secrets(hint))
 
     def confirm(self, question: str, *, yes: bool, what: str = "this") -> bool:
         """Ask a yes/no question. ``yes`` answers it; with no terminal, refuse clearly."""
@@ -151,7 +187,7 @@ class UI:
             )
         from rich.prompt import Confirm
 
-        return bool(Confirm.ask(question, console=self.console, default=False))
+        return bool(Confirm.ask(literal(question), console=self.console, default=False))
 
     # -- results ----------------------------------------------------------------------------
     def emit_json(self, outcome: Outcome) -> None:
@@ -169,8 +205,9 @@ class UI:
         path = logs_dir / f"{stamp}-{os.getpid()}-{command}.log"
         handler = logging.FileHandler(path, encoding="utf-8")
         os.chmod(path, 0o600)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.addFilter(_MaskingFilter())
+        register_env_secrets()
         root = logging.getLogger("mlops_env")
         root.setLevel(logging.DEBUG)
         root.addHandler(handler)
@@ -183,6 +220,44 @@ class UI:
         self.log_file = path
         _prune_logs(logs_dir, keep=50)
         return path
+
+
+def literal(text: str, style: str = "") -> Any:
+    """``text`` as a Rich ``Text``: printed as it is, brackets and all (never markup)."""
+    from rich.text import Text
+
+    return Text(text, style=style)
+
+
+def print_hanging(console: Any, head: Any, body: Any, *, style: str = "") -> None:
+    """Print ``head`` then ``body`` on one line. On a terminal a long body wraps at word
+    boundaries (a word longer than the line is folded), its continuation lines indented under
+    its first character; piped, the line is printed whole (no wrapping at 80 columns).
+
+    ``head`` as a str is Rich markup (the caller's own labels, e.g. ``"[red]error:[/red] "``);
+    ``body`` as a str is literal text (from users, files, boxes), printed as it is."""
+    from rich.text import Text
+
+    head_t = Text.from_markup(head) if isinstance(head, str) else head
+    body_t = Text(body, style=style) if isinstance(body, str) else body
+    room = console.width - head_t.cell_len
+    if not console.is_terminal or room < 20:
+        console.print(Text.assemble(head_t, body_t), soft_wrap=True)
+        return
+    indent = " " * head_t.cell_len
+    for i, line in enumerate(body_t.wrap(console, room, overflow="fold")):
+        line.rstrip()
+        console.print(Text.assemble(head_t if i == 0 else indent, line), soft_wrap=True)
+
+
+def plain_error(msg: str, hint: str | None = None, output: str | None = None) -> str:
+    """The same error as ``UI.error``, as plain text: what is written when rendering fails."""
+    out = [f"error: {mask_secrets(msg)}"]
+    if output:
+        out += [f"    {line}" for line in mask_secrets(output).splitlines()]
+    if hint:
+        out.append(f"  hint: {mask_secrets(hint)}")
+    return "\n".join(out) + "\n"
 
 
 def _prune_logs(logs_dir: Path, keep: int) -> None:

@@ -5,10 +5,12 @@ directory with
 
 * ``bin/``: small fake commands (bash scripts) first on PATH: ``apt-get``, ``dpkg-query``,
   ``dpkg``, ``systemctl``, ``service``, ``pgrep``, ``id``, ``getent``, ``groupadd``,
-  ``usermod`` and ``sudo``. Commands that come with packages appear when the fake
+  ``usermod``, ``sudo`` and ``journalctl`` (the engine's journal: ``docker_journal()``).
+  Commands that come with packages appear when the fake
   ``apt-get install`` (or ``FakeBox(packages=...)``) installs them: ``curl`` (a logging shim:
-  ``file://`` URLs go to the real curl, other hosts are unreachable except a faked Docker GPG
-  key), ``bzip2`` and ``git`` (the real ones), a fake ``docker`` (``docker.io`` or
+  ``file://`` URLs go to the real curl, other hosts are unreachable except Docker's apt key,
+  served from ``fixtures/docker-apt-key.asc``), ``bzip2``, ``git`` and ``gpg`` (the real
+  ones), a fake ``docker`` (``docker.io`` or
   ``docker-ce``), ``docker compose`` (``docker-compose-v2`` / ``docker-compose-plugin``) and
   the v1 ``docker-compose``.
 * a shared ``sysbin/`` of symlinks to the machine's own tools, WITHOUT the ones faked above or
@@ -29,8 +31,9 @@ again), so the real ``Transport.run_script`` path runs the real template text.
 
 Writing outside the box: ``docker.sh apply --source docker`` writes ``/etc/apt/keyrings`` and
 ``/etc/apt/sources.list.d``. For it (and for the systemd branch, ``/run/systemd/system``) a
-box can run each command in a private mount namespace (``unshare -m``) where ``/etc/apt`` and
-``/run/systemd`` are the box's own directories (``namespace=True``; see ``namespace_ok``).
+box can run each command in a private mount namespace (``unshare -m``) where ``/etc/apt``,
+``/var/lib/apt/lists``, ``/var/log`` and ``/run/systemd`` are the box's own directories
+(``namespace=True``; see ``namespace_ok``).
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ DENY = frozenset(
     docker dockerd docker-compose containerd containerd-shim ctr runc docker-init docker-proxy
     sudo sudoedit su systemctl service invoke-rc.d update-rc.d deb-systemd-invoke
     pgrep pkill id getent groupadd groupdel groupmod usermod useradd userdel gpasswd newgrp sg
-    conda mamba curl wget bzip2 git reboot shutdown halt poweroff
+    conda mamba curl wget bzip2 git gpg journalctl reboot shutdown halt poweroff
     """.split()
 )
 
@@ -148,10 +151,17 @@ available() {
 }
 install_pkg() {
   [ -f "$S/dpkg/$1" ] && return 0
+  if [ -f "$S/postinst-fails" ] && grep -qx -- "$1" "$S/postinst-fails"; then
+    echo "dpkg: error processing package $1 (--configure):"
+    echo " installed $1 package post-installation script subprocess returned error exit status 1"
+    echo "Errors were encountered while processing:"
+    echo " $1"
+    echo "E: Sub-process /usr/bin/dpkg returned an error code (1)" >&2; exit 100
+  fi
   touch "$S/dpkg/$1"; fb_change "package $1 installed"
   case "$1" in
     curl) install -m 0755 "$FAKEBOX/lib/curl" "$FAKEBOX/bin/curl" ;;
-    bzip2|git) ln -sf "$FAKEBOX/lib/real-$1" "$FAKEBOX/bin/$1" ;;
+    bzip2|git|gpg) ln -sf "$FAKEBOX/lib/real-$1" "$FAKEBOX/bin/$1" ;;
     docker.io|docker-ce)
       install -m 0755 "$FAKEBOX/lib/docker" "$FAKEBOX/bin/docker"
       grep -q '^docker:' "$S/group" || { echo "docker:x:998:" >>"$S/group"; fb_change "group docker created"; } ;;
@@ -205,6 +215,12 @@ case "$verb" in
     if [ -f "$S/dockerd-running" ]; then [ $quiet = 1 ] || echo active; exit 0; fi
     [ $quiet = 1 ] || echo inactive; exit 3 ;;
   enable|start|restart) fb_start_docker ;;
+  is-failed)
+    # a failing engine is given up on (systemd's start limit) once a start was tried
+    if [ -f "$S/dockerd-fails" ] && grep -q "systemctl.*start" "$FAKEBOX/calls.log"; then
+      [ $quiet = 1 ] || echo failed; exit 0; fi
+    [ $quiet = 1 ] || echo inactive; exit 1 ;;
+  reset-failed) ;;
   *) echo "systemctl (fake): unsupported: $*" >&2; exit 1 ;;
 esac
 '''
@@ -217,6 +233,16 @@ case "${2:-}" in
   start|restart) fb_start_docker ;;
   status) [ -f "$S/dockerd-running" ] && { echo "Docker is running."; exit 0; }; echo "Docker is not running"; exit 3 ;;
   *) echo "Usage: service docker {start|stop|restart|status}" >&2; exit 1 ;;
+esac
+'''
+
+JOURNALCTL = r'''#!/bin/bash
+. '__ROOT__/lib/common.sh'
+fb_log journalctl "$@"
+# the engine's own messages (state/docker-journal), for `journalctl _SYSTEMD_UNIT=docker.service`
+case " $* " in
+  *" _SYSTEMD_UNIT=docker.service "*) [ ! -f "$S/docker-journal" ] || cat "$S/docker-journal" ;;
+  *) echo "journalctl (fake): _SYSTEMD_UNIT=docker.service only" >&2; exit 1 ;;
 esac
 '''
 
@@ -411,11 +437,11 @@ for a in "$@"; do
 done
 case "$url" in
   https://download.docker.com/*/gpg)
-    # faked: Docker's apt key (a test double, not the real key)
-    key="-----BEGIN PGP PUBLIC KEY BLOCK-----
-fake Docker apt key (mlops-env FakeBox)
------END PGP PUBLIC KEY BLOCK-----"
-    if [ -n "$out" ]; then printf '%s\n' "$key" >"$out"; else printf '%s\n' "$key"; fi
+    # Docker's real apt key (fixtures/docker-apt-key.asc), served without a network; a test
+    # may replace what is served (state/docker-key: another key, garbage ...)
+    key='__DOCKER_KEY__'
+    [ ! -f "$S/docker-key" ] || key="$S/docker-key"
+    if [ -n "$out" ]; then cat "$key" >"$out"; else cat "$key"; fi
     exit 0 ;;
   http://*|https://*|ftp://*)
     if [ ! -f "$S/online" ]; then host=${url#*://}; host=${host%%/*}; echo "curl: (6) Could not resolve host: $host" >&2; exit 6; fi ;;
@@ -426,13 +452,16 @@ exec '__REAL_CURL__' "$@"
 FAKES = {
     "apt-get": APT_GET, "dpkg-query": DPKG_QUERY, "dpkg": DPKG, "systemctl": SYSTEMCTL,
     "service": SERVICE, "pgrep": PGREP, "id": ID, "getent": GETENT, "groupadd": GROUPADD,
-    "usermod": USERMOD, "sudo": SUDO,
+    "usermod": USERMOD, "sudo": SUDO, "journalctl": JOURNALCTL,
 }
 #: installed into bin/ by the fake apt-get (package of the same name; docker: docker.io or
 #: docker-ce), kept in lib/ until then
 PACKAGED = {"docker": DOCKER, "docker-compose": DOCKER_COMPOSE_V1, "curl": CURL}
 #: packages that bring one of this machine's real tools (linked from lib/real-NAME)
-REAL_TOOLS = ("bzip2", "git")
+REAL_TOOLS = ("bzip2", "git", "gpg")
+#: Docker's apt key as download.docker.com serves it (fingerprint 9DC8 5822 9FC7 DD38 854A
+#: E2D8 8D81 803C 0EBF CD88, the one Docker's install docs name)
+DOCKER_APT_KEY = FIXTURES / "docker-apt-key.asc"
 
 
 # --------------------------------------------------------------------------- stand-in conda
@@ -645,6 +674,7 @@ def namespace_ok() -> str | None:
 _NS_SETUP = (
     'set -e; root=$1; shift; export FAKEBOX_NS=1; mount --bind "$root/ns/etc-apt" /etc/apt; '
     'mkdir -p /var/lib/apt/lists; mount --bind "$root/ns/apt-lists" /var/lib/apt/lists; '
+    'mount --bind "$root/ns/var-log" /var/log; '
     'if [ -d "$root/ns/run-systemd" ]; then mkdir -p /run/systemd; mount --bind "$root/ns/run-systemd" /run/systemd; fi; '
     'exec "$@"'
 )
@@ -710,6 +740,7 @@ class FakeBox:
         if self.namespace:
             (root / "ns" / "etc-apt" / "sources.list.d").mkdir(parents=True, exist_ok=True)
             (root / "ns" / "apt-lists").mkdir(parents=True, exist_ok=True)
+            (root / "ns" / "var-log").mkdir(parents=True, exist_ok=True)
             if systemd:
                 (root / "ns" / "run-systemd" / "system").mkdir(parents=True, exist_ok=True)
         self.calls_log.touch()
@@ -723,7 +754,8 @@ class FakeBox:
         if registry:
             (self.state / "registry").touch()
         real_curl = shutil.which("curl") or "/usr/bin/curl"
-        subst = {"__ROOT__": str(root), "__REAL_CURL__": real_curl, "__DOCKER_VERSION__": DOCKER_VERSION,
+        subst = {"__ROOT__": str(root), "__REAL_CURL__": real_curl, "__DOCKER_KEY__": str(DOCKER_APT_KEY),
+                 "__DOCKER_VERSION__": DOCKER_VERSION,
                  "__COMPOSE_V2__": COMPOSE_V2_VERSION, "__COMPOSE_V1__": COMPOSE_V1_VERSION}
         self._write(self.lib / "common.sh", COMMON, subst, mode=0o644)
         for name, text in FAKES.items():
@@ -861,6 +893,24 @@ class FakeBox:
     def apt_unavailable(self, *pkgs: str) -> None:
         with (self.state / "apt-unavailable").open("a") as f:
             f.writelines(p + "\n" for p in pkgs)
+
+    def postinst_fails(self, *pkgs: str) -> None:
+        """Installing these packages fails in dpkg (their maintainer script exits 1)."""
+        with (self.state / "postinst-fails").open("a") as f:
+            f.writelines(p + "\n" for p in pkgs)
+
+    def serve_docker_key(self, data: bytes) -> None:
+        """What download.docker.com/linux/*/gpg serves instead of Docker's real key."""
+        (self.state / "docker-key").write_bytes(data)
+
+    def docker_journal(self, text: str) -> None:
+        """The engine's own journal lines (`journalctl _SYSTEMD_UNIT=docker.service`)."""
+        (self.state / "docker-journal").write_text(text)
+
+    def var_log(self) -> Path:
+        """/var/log as the box's commands see it (only in its mount namespace)."""
+        assert self.namespace, "/var/log is the box's own only in its mount namespace"
+        return self.root / "ns" / "var-log"
 
     def images(self) -> list[str]:
         return sorted(p.name for p in (self.state / "images").iterdir() if "." not in p.name)

@@ -22,6 +22,7 @@ from fake_target import (
     COMPOSE_V1_VERSION,
     COMPOSE_V2_VERSION,
     CONDA_VERSION,
+    DOCKER_APT_KEY,
     DOCKER_VERSION,
     VENV_PYTHON,
     FakeBox,
@@ -33,7 +34,7 @@ from fake_target import (
 )
 
 from mlops_env.paths import templates_dir
-from mlops_env.steps import Facts, result_from_run
+from mlops_env.steps import Facts, result_from_run, template
 from mlops_env.steps.builtin import last_json, upload_program
 
 SUPPORTED = ["ubuntu-22.04", "ubuntu-24.04", "debian-12"]
@@ -71,6 +72,25 @@ def ns_or_plain(make_box, **kw) -> FakeBox:
 def ready_box(make_box) -> FakeBox:
     """A box after the base step: curl, bzip2, git ... installed."""
     return make_box(packages=BASE_PACKAGES)
+
+
+DOCKER_KEY_FPR = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"
+needs_gpg = pytest.mark.skipif(shutil.which("gpg") is None,
+                               reason="docker.sh checks Docker's apt key with gpg, which the fake box takes "
+                               "from this machine: apt-get install gpg")
+
+
+def other_openpgp_key(tmp_path: Path) -> bytes:
+    """A real OpenPGP public key that is not Docker's (made here with gpg)."""
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    env = {"GNUPGHOME": str(home), "PATH": "/usr/bin:/bin"}
+    subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "Not Docker <x@example.invalid>",  # noqa: S603,S607
+                    "ed25519", "sign", "never"], env=env, check=True, capture_output=True)
+    out = subprocess.run(["gpg", "--batch", "--armor", "--export"], env=env, check=True,  # noqa: S603,S607
+                         capture_output=True)
+    assert out.stdout.startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    return out.stdout
 
 
 def assert_second_apply_changed_nothing(box: FakeBox, mark: tuple[int, int]) -> None:
@@ -205,10 +225,28 @@ class TestBase:
     def test_failed_apt_update_stops_before_installing(self, box) -> None:
         box.set("apt-update-fails")
         res = box.run("base.sh", "apply", sudo=True)
-        assert res.exit_code != 0
+        assert res.exit_code == 1, explain(res)
         assert summary(res) == "apt-get update"  # the last progress line says where it stopped
+        # apt's own reason is the message (issue 11 item 10), not just "exit 100"
+        assert error(res) == "apt-get update failed: Failed to fetch http://deb.example/dists/InRelease"
+        assert "sources" in (hint(res) or "")
         assert [c.args[-1] for c in box.calls("apt-get")] == ["update"]
         assert not any(box.installed(p) for p in BASE_PACKAGES)
+
+    def test_failed_install_says_apts_first_error_line(self, box) -> None:
+        box.apt_unavailable("git")
+        res = box.run("base.sh", "apply", sudo=True)
+        assert res.exit_code == 1, explain(res)
+        assert error(res) == f"apt-get install {' '.join(BASE_PACKAGES)} failed: Unable to locate package git"
+        assert "E: Unable to locate package git" in res.stdout  # apt's output is still shown
+
+    def test_a_failing_package_script_is_named_not_dpkgs_exit_code(self, box) -> None:
+        box.postinst_fails("git")
+        res = box.run("base.sh", "apply", sudo=True)
+        assert res.exit_code == 1, explain(res)
+        assert error(res) == (f"apt-get install {' '.join(BASE_PACKAGES)} failed: dpkg: error processing package "
+                              "git (--configure): installed git package post-installation script subprocess "
+                              "returned error exit status 1")
 
     def test_bad_usage_is_exit_2(self, box) -> None:
         res = box.run("base.sh", "frobnicate")
@@ -349,9 +387,60 @@ class TestDocker:
         box.fast_sleep()  # apply polls `docker info` for up to 60 s
         res = docker_apply(box)
         assert res.exit_code == 1, explain(res)
-        assert error(res) == "the docker daemon did not start"
+        assert error(res) == "the Docker engine did not start"  # no log to say why
         assert "journalctl -u docker" in (hint(res) or "")
         assert box.calls("usermod") == []
+        # the start's own complaint is in the output (the tail the user sees), not swallowed
+        assert "Job for docker.service failed" in res.stdout + res.stderr
+
+    # What dockerd wrote to the journal here when its iptables failed (measured in a systemd
+    # test container with a broken iptables: the arm64-under-qemu failure of TESTBED.md).
+    ENGINE_JOURNAL = (
+        'time="2026-12-02T07:31:43.401973389Z" level=info msg="Loading containers: start."\n'
+        'time="2026-12-02T07:31:43.570846227Z" level=info msg="unable to detect if iptables supports xlock: '
+        "'iptables --wait -L -n': `iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: "
+        'Protocol not supported`" error="exit status 1"\n'
+        'time="2026-12-02T07:31:43.591985726Z" level=info msg="stopping event stream following graceful '
+        'shutdown" error="<nil>" module=libcontainerd namespace=moby\n'
+        "failed to start daemon: Error initializing network controller: error obtaining controller instance: "
+        "failed to create NAT chain DOCKER: iptables failed: iptables -t nat -N DOCKER: iptables v1.8.9 "
+        "(nf_tables): Could not fetch rule set generation id: Protocol not supported\n"
+        " (exit status 1)\n")
+    ENGINE_REASON = ("Error initializing network controller: error obtaining controller instance: failed to "
+                     "create NAT chain DOCKER: iptables failed: iptables -t nat -N DOCKER: iptables v1.8.9 "
+                     "(nf_tables): Could not fetch rule set generation id: Protocol not supported")
+
+    @needs_namespace
+    def test_the_engines_own_last_error_from_the_journal_is_the_message(self, make_box) -> None:
+        box = make_box(systemd=True, packages=BASE_PACKAGES)
+        box.set("dockerd-fails")
+        box.docker_journal(self.ENGINE_JOURNAL)
+        box.fast_sleep()
+        res = docker_apply(box)
+        assert res.exit_code == 1, explain(res)
+        assert error(res) == f"the Docker engine did not start: {self.ENGINE_REASON}"
+        journal = box.calls("journalctl")
+        assert len(journal) == 1 and "_SYSTEMD_UNIT=docker.service" in journal[0].args
+        systemctl = [c.args for c in box.calls("systemctl")]
+        assert systemctl[:2] == [("reset-failed", "docker"), ("enable", "--now", "docker")]
+        # systemd gave up on the engine (its start limit): apply stops waiting at once
+        assert len(box.calls("docker")) <= 3, [c.args for c in box.calls("docker")]
+        assert box.calls("usermod") == []
+
+    @needs_namespace
+    def test_without_systemd_the_engines_log_file_says_why(self, make_box) -> None:
+        box = make_box(namespace=True, packages=BASE_PACKAGES)
+        box.set("dockerd-fails")
+        box.fast_sleep()
+        (box.var_log() / "docker.log").write_text(
+            'time="2026-12-02T07:00:00Z" level=info msg="Starting up"\n'
+            'time="2026-12-02T07:00:01Z" level=error msg="failed to mount overlay: invalid argument" '
+            'storage-driver=overlay2\n'
+            'time="2026-12-02T07:00:01Z" level=info msg="stopping event stream"\n')
+        res = docker_apply(box)
+        assert res.exit_code == 1, explain(res)
+        assert error(res) == "the Docker engine did not start: failed to mount overlay: invalid argument"
+        assert [c.args for c in box.calls("service")] == [("docker", "start")]
 
     def test_ubuntu_without_compose_v2_falls_back_to_compose_v1(self, make_box) -> None:
         box = ns_or_plain(make_box, os_release="ubuntu-22.04")
@@ -389,6 +478,7 @@ class TestDocker:
         assert [c.args[-1] for c in other.calls("apt-get")] == ["update", "docker-compose-v2"]
 
     @needs_namespace
+    @needs_gpg
     @pytest.mark.parametrize(("os_release", "distro", "codename"), [
         ("ubuntu-24.04", "ubuntu", "noble"),
         ("ubuntu-22.04", "ubuntu", "jammy"),
@@ -402,12 +492,14 @@ class TestDocker:
         assert (etc_apt / "sources.list.d" / "docker.list").read_text() == (
             "deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.asc] "
             f"https://download.docker.com/linux/{distro} {codename} stable\n")
-        assert "BEGIN PGP PUBLIC KEY BLOCK" in (etc_apt / "keyrings" / "docker.asc").read_text()
+        # Docker's key, checked (its fingerprint) before apt trusts it
+        assert (etc_apt / "keyrings" / "docker.asc").read_bytes() == DOCKER_APT_KEY.read_bytes()
         assert [c.args[:2] for c in box.calls("curl")] == [("-fsSL", f"https://download.docker.com/linux/{distro}/gpg")]
         apt = box.calls("apt-get")
-        assert apt[0].args[-1] == "update", "the new repository's lists must be fetched before installing"
-        assert install_args(box) == [("docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin",
-                                      "docker-compose-plugin")]
+        assert [a.args[-1] for a in apt[:2]] == ["update", "gpg"], "gpg (to check the key) comes first"
+        assert apt[2].args[-1] == "update", "the new repository's lists must be fetched before installing"
+        assert install_args(box) == [("gpg",), ("docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin",
+                                               "docker-compose-plugin")]
         assert not box.installed("docker.io")
         assert box.run("docker.sh", "verify").exit_code == 0
         mark = box.mark()
@@ -415,11 +507,37 @@ class TestDocker:
         assert_second_apply_changed_nothing(box, mark)
 
     @needs_namespace
+    @needs_gpg
+    @pytest.mark.parametrize("served", ["another key", "docker's key and another", "an error page"])
+    def test_a_key_that_is_not_dockers_is_refused_before_apt_trusts_it(self, make_box, tmp_path, served) -> None:
+        box = make_box(namespace=True, packages=(*BASE_PACKAGES, "gpg"))
+        other = other_openpgp_key(tmp_path)
+        data = {"another key": other,
+                "docker's key and another": DOCKER_APT_KEY.read_bytes() + other,
+                "an error page": b"<html><body>403 Forbidden (proxy)</body></html>\n"}[served]
+        box.serve_docker_key(data)
+        res = docker_apply(box, source="docker")
+        assert res.exit_code == 8, explain(res)
+        url = "https://download.docker.com/linux/ubuntu/gpg"
+        msg = error(res) or ""
+        assert msg.startswith(f"the key from {url} is not Docker's apt key: it has ")
+        assert msg.endswith(f", expected {DOCKER_KEY_FPR}")
+        if served == "an error page":
+            assert "no OpenPGP key" in msg
+        else:
+            assert "fingerprint " in msg and msg.count(DOCKER_KEY_FPR) == (2 if "docker's" in served else 1)
+        assert "nothing was installed" in (hint(res) or "")
+        etc_apt = box.root / "ns" / "etc-apt"
+        assert not (etc_apt / "keyrings" / "docker.asc").exists()
+        assert not (etc_apt / "sources.list.d" / "docker.list").exists()
+        assert box.calls("apt-get") == [] and not box.installed("docker-ce")
+
+    @needs_namespace
     def test_systemd_box_uses_systemctl(self, make_box) -> None:
         box = make_box(systemd=True, packages=BASE_PACKAGES)
         res = docker_apply(box)
         assert res.exit_code == 0, explain(res)
-        assert [c.args for c in box.calls("systemctl")] == [("enable", "--now", "docker")]
+        assert [c.args for c in box.calls("systemctl")] == [("reset-failed", "docker"), ("enable", "--now", "docker")]
         assert box.calls("service", "pgrep") == []
         assert box.run("docker.sh", "verify").exit_code == 0
         mark = box.mark()
@@ -563,6 +681,42 @@ class TestConda:
         assert res.exit_code == 0, explain(res)
         assert [c.args for c in box.calls("conda-installer")] == [("-b", "-u", "-p", str(prefix))]
         assert conda(box, "check").exit_code == 0
+        # the run says at once that it is installing (issue 16 item 10), not only later
+        first = next(ln for ln in res.stdout.splitlines() if ln.startswith("mlops: "))
+        assert first == f"mlops: installing miniforge into {prefix} (resuming an interrupted install)"
+
+    def test_an_install_still_running_from_an_earlier_run_is_waited_for_and_said(self, box) -> None:
+        """An interrupted `up` leaves its remote install running: the next apply waits for its
+        lock, and says so right away instead of showing a stale "conda not installed"."""
+        import fcntl
+        import threading
+
+        standin = box.standin_installer()
+        (box.home / ".mlops-env").mkdir()
+        lock = (box.home / ".mlops-env" / "conda.lock").open("w")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lines: list[str] = []
+        seen = threading.Event()
+
+        def on_line(line: str) -> None:
+            lines.append(line)
+            if "waiting" in line:
+                seen.set()
+
+        result = {}
+        t = threading.Thread(target=lambda: result.update(res=box.transport().run_script(
+            template("conda.sh"), ("apply", "--prefix", PREFIX, "--dist", "miniforge", "--url", standin.url,
+                                   "--sha256", standin.sha256, "--tos", "0"), on_line=on_line, timeout=120)))
+        t.start()
+        try:
+            assert seen.wait(60), lines
+            assert lines[0] == "mlops: installing miniforge: an earlier run's install is still going on the box; waiting for it"
+            assert box.calls("conda-installer") == []
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock.close()
+            t.join(120)
+        assert result["res"].exit_code == 0, explain(result["res"])
 
     def test_vendor_sha256_file(self, box) -> None:
         standin = box.standin_installer()
@@ -580,6 +734,29 @@ class TestConda:
         assert res.exit_code == 8, explain(res)
         assert (error(res) or "").startswith("checksum mismatch")
         assert box.calls("conda-installer") == [] and list(cache_dir(box).iterdir()) == []
+
+    @pytest.mark.parametrize("content", ["z" * 64, "0123456789abcdef" * 3 + "0123456789abcdeg", "a" * 63 + " ",
+                                         "<!DOCTYPE html>" + "x" * 49])
+    def test_vendor_sha256_file_that_is_not_a_sha256_is_refused(self, box, content) -> None:
+        """A fetched checksum must be exactly 64 hex digits (a 64-character non-hex value
+        passed the old length-only check)."""
+        standin = box.standin_installer()
+        sums = standin.path.with_name("bad.sha256")
+        sums.write_text(f"{content}  {standin.path.name}\n")
+        res = conda(box, "apply", "--url", standin.url, "--sha256-url", sums.as_uri(), "--tos", "0")
+        assert res.exit_code == 8, explain(res)
+        assert (error(res) or "").startswith(f"the vendor's checksum file {sums.as_uri()} holds no sha256 "
+                                             "(64 hex digits)")
+        assert "nothing was installed" in (hint(res) or "")
+        assert [c.args[-1] for c in box.calls("curl")] == [sums.as_uri()], "the installer must not be downloaded"
+        assert box.calls("conda-installer") == [] and not (box.home / "miniforge3").exists()
+
+    def test_vendor_sha256_in_upper_case_is_accepted(self, box) -> None:
+        standin = box.standin_installer()
+        sums = standin.path.with_name(standin.path.name + ".sha256")
+        sums.write_text(f"{standin.sha256.upper()}  {standin.path.name}\n")
+        res = conda(box, "apply", "--url", standin.url, "--sha256-url", sums.as_uri(), "--tos", "0")
+        assert res.exit_code == 0, explain(res)
 
     def test_vendor_sha256_file_missing(self, box) -> None:
         standin = box.standin_installer()

@@ -317,8 +317,11 @@ def run_command(ctx: typer.Context, name: str, body: Callable[[Any], Any]) -> No
         result = body(ui)
         outcome = result if isinstance(result, Outcome) else Outcome(data=result or {})
     except MlopsError as e:
-        outcome = Outcome(data=getattr(e, "data", None) or {}, errors=[e.as_dict()],
-                          exit_code=e.exit_code)
+        err = e.as_dict()
+        output = getattr(e, "output", None)  # a failed step's last lines (steps.raise_for_script)
+        if output:
+            err["output"] = str(output)
+        outcome = Outcome(data=getattr(e, "data", None) or {}, errors=[err], exit_code=e.exit_code)
     except KeyboardInterrupt:
         e2 = Interrupted("interrupted", hint="run the same command again: it picks up where it stopped")
         outcome = Outcome(errors=[e2.as_dict()], exit_code=e2.exit_code)
@@ -327,20 +330,50 @@ def run_command(ctx: typer.Context, name: str, body: Callable[[Any], Any]) -> No
         if st.debug:
             import traceback
 
-            traceback.print_exc()
+            from mlops_env.output import mask_secrets
+
+            sys.stderr.write(mask_secrets(traceback.format_exc()))
         where = f"details in {ui.log_file}" if ui.log_file else "re-run with --debug"
         outcome = Outcome(
             errors=[{"code": "internal", "message": f"unexpected error: {type(e).__name__}: {e}",
                      "hint": f"this is a bug in mlops-env; {where}"}],
             exit_code=ExitCode.INTERNAL,
         )
+    _report(ui, outcome)
+    raise typer.Exit(int(outcome.exit_code))
+
+
+def _report(ui: Any, outcome: Any) -> None:
+    """Errors to the log and the terminal (or the one JSON document). Whatever the errors
+    carry (text from users, files, boxes), this never raises: if rendering fails, the error is
+    written as plain text and the exit code stays the command's."""
+    from mlops_env.output import plain_error
+
     for err in outcome.errors:
         log.error("%s: %s (hint: %s)", err.get("code"), err.get("message"), err.get("hint"))
-        if not ui.json_mode:
-            ui.error(str(err.get("message")), err.get("hint"))
     if ui.json_mode:
-        ui.emit_json(outcome)
-    raise typer.Exit(int(outcome.exit_code))
+        try:
+            ui.emit_json(outcome)
+        except Exception:  # noqa: BLE001 - a last resort: one valid document, no traceback
+            log.exception("could not write the JSON document")
+            import json
+
+            doc = {"status": "error", "exit_code": int(outcome.exit_code), "data": {},
+                   "errors": [{"code": "internal", "message": "could not write the result as JSON",
+                               "hint": "this is a bug in mlops-env; see the log file"}]}
+            try:
+                sys.stdout.write(json.dumps(doc) + "\n")
+            except OSError:
+                pass
+        return
+    for err in outcome.errors:
+        message, hint, output = str(err.get("message")), err.get("hint"), err.get("output")
+        try:
+            ui.error(message, hint, output)
+        except Exception:  # noqa: BLE001 - rendering must never turn an error into a traceback
+            log.exception("could not render the error; writing it as plain text")
+            sys.stderr.write(plain_error(message, hint, output))
+            sys.stderr.flush()
 
 
 # Sub-command modules register themselves on ``app``; keep this list in sync with README.

@@ -1,5 +1,9 @@
 """Live progress of ``up``: one row per step with its state and time (Rich Live on a terminal,
-one line per finished step otherwise; nothing but the JSON document on stdout with --json)."""
+one line per finished step otherwise; nothing but the JSON document on stdout with --json).
+
+Step messages and the lines a box prints are shown literally (escaped: a `[bold]` or
+`[/opt/x]` from a box is text, not Rich markup). A run cut off (Ctrl-C, a lost connection)
+leaves its unfinished steps marked ``interrupted``, not ``running``."""
 
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ from typing import Any
 log = logging.getLogger("mlops_env")
 
 _ICON = {"changed": "[green]✓[/green]", "unchanged": "[green]✓[/green]", "failed": "[red]✗[/red]",
-         "skipped": "[yellow]-[/yellow]", "running": "[cyan]…[/cyan]"}
+         "skipped": "[yellow]-[/yellow]", "running": "[cyan]…[/cyan]", "interrupted": "[yellow]![/yellow]"}
+INTERRUPTED = "interrupted"
 
 
 class StepView:
@@ -34,11 +39,28 @@ class StepView:
             self.live.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        cut = self._mark_unfinished(_ended_by(exc_type)) if exc_type is not None else []
         if self.live is not None:
             self.note = ""
-            self.live.__exit__(*exc)
+            self.live.__exit__(exc_type, *exc)
             self.live = None
+        elif not self.ui.json_mode:
+            for sid in cut:  # without a live display only finished steps were printed
+                self.ui.console.print(self._line(sid, self.rows[sid]))
+
+    def _mark_unfinished(self, status: str) -> list[str]:
+        """The run ended by an exception while steps were still running: they did not finish
+        (``interrupted`` by Ctrl-C, else ``failed``)."""
+        cut = []
+        with self.lock:
+            for sid, row in self.rows.items():
+                if row["status"] == "running":
+                    row.update(status=status, seconds=time.monotonic() - row["start"])
+                    cut.append(sid)
+        if cut:
+            log.info("%s while running: %s", status, ", ".join(cut))
+        return cut
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -58,7 +80,7 @@ class StepView:
             self.note = msg
         log.info(msg)
         if self.live is None and not self.ui.json_mode:
-            self.ui.console.print(f"[dim]  {msg}[/dim]")
+            self.ui.console.print(f"[dim]  {escape(msg)}[/dim]")
 
     def step(self, kind: str, sid: str, **info: Any) -> None:
         with self.lock:
@@ -69,13 +91,19 @@ class StepView:
                            line=info.get("message", ""))
             elif kind == "line":
                 line = str(info.get("line", "")).strip()
-                if line.startswith("mlops: "):
-                    line = line[7:]
+                if line.startswith("mlops-hint: "):  # the hint comes with the error, below
+                    line = ""
+                for prefix in ("mlops: ", "mlops-error: "):
+                    if line.startswith(prefix):
+                        line = line[len(prefix):]
                 if line:
                     row["line"] = line[:100]
             elif kind == "done":
                 rep = info["report"]
-                row.update(status=rep.status, seconds=rep.seconds, line=rep.message, title=rep.title)
+                msg = rep.message
+                if rep.status == "failed" and msg.startswith(f"step {sid} failed: "):
+                    msg = msg[len(f"step {sid} failed: "):]  # the row says which step failed
+                row.update(status=rep.status, seconds=rep.seconds, line=msg, title=rep.title)
         if kind == "done" and self.live is None and not self.ui.json_mode:
             self.ui.console.print(self._line(sid, self.rows[sid]))
 
@@ -86,7 +114,7 @@ class StepView:
         icon = _ICON.get(status, "?")
         label = {"changed": "done", "unchanged": "ok", "running": "running"}.get(status, status)
         msg = row["line"]
-        return f" {icon} {sid:<11} {label:<9} {secs:6.1f}s  [dim]{msg}[/dim]"
+        return f" {icon} {escape(sid):<11} {label:<9} {secs:6.1f}s  [dim]{escape(msg)}[/dim]"
 
     def _render(self) -> Any:
         from rich.text import Text
@@ -94,5 +122,20 @@ class StepView:
         with self.lock:
             lines = [self._line(sid, row) for sid, row in self.rows.items()]
             if self.note and not any(r["status"] == "running" for r in self.rows.values()):
-                lines.append(f"   [dim]{self.note}[/dim]")
+                lines.append(f"   [dim]{escape(self.note)}[/dim]")
         return Text.from_markup("\n".join(lines) if lines else "[dim]starting…[/dim]")
+
+
+def _ended_by(exc_type: object) -> str:
+    from mlops_env.errors import Interrupted
+
+    if isinstance(exc_type, type) and issubclass(exc_type, (KeyboardInterrupt, Interrupted)):
+        return INTERRUPTED
+    return "failed"
+
+
+def escape(text: str) -> str:
+    """``text`` for a Rich markup string, shown literally."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(str(text))

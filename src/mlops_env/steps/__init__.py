@@ -18,6 +18,7 @@ and exit codes 0 done, 1 not done / failed, 2 bad usage (a bug), 3 unsupported,
 from __future__ import annotations
 
 import functools
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,11 @@ if TYPE_CHECKING:
     from mlops_env.paths import Paths
     from mlops_env.state import Endpoint, Record
     from mlops_env.transport import RunResult, Transport
+
+log = logging.getLogger(__name__)
+
+#: how many of a failed step's last output lines the user sees (terminal and --json)
+TAIL_LINES = 20
 
 
 @functools.cache
@@ -120,25 +126,43 @@ def parse_script_output(res: RunResult) -> tuple[str, str | None, str | None]:
     return summary, error, hint
 
 
+def output_tail(res: RunResult, lines: int = TAIL_LINES) -> str:
+    """The last ``lines`` lines a script printed, for the user: its standard output, then its
+    standard error (where errors go: the two streams are read apart, so their relative order
+    is not known exactly), the protocol's error and hint lines left out (the message and the
+    hint say them), ``mlops: `` prefixes dropped, blank lines skipped, each line at most 500
+    characters. The run's log has every line, as it arrived."""
+    out: list[str] = []
+    for line in [*res.stdout.splitlines(), *res.stderr.splitlines()]:
+        line = line.rstrip()
+        if not line.strip() or line.startswith(("mlops-error: ", "mlops-hint: ")):
+            continue
+        if line.startswith("mlops: "):
+            line = line[7:]
+        out.append(line[:500])
+    return "\n".join(out[-lines:])
+
+
 def result_from_run(res: RunResult) -> CheckResult:
     summary, error, hint = parse_script_output(res)
     if res.exit_code == 0:
-        return CheckResult("ok", summary or "done", exit_code=0, output=res.tail(), seconds=res.seconds)
+        return CheckResult("ok", summary or "done", exit_code=0, output=output_tail(res), seconds=res.seconds)
     return CheckResult("fail", error or summary or f"exit code {res.exit_code}", hint,
-                       exit_code=res.exit_code, output=res.tail(), seconds=res.seconds)
+                       exit_code=res.exit_code, output=output_tail(res), seconds=res.seconds)
 
 
 def raise_for_script(step_id: str, res: RunResult) -> None:
-    """Turn a failed script run into the matching user-facing error."""
+    """Turn a failed script run into the matching user-facing error, carrying the script's
+    last lines of output as ``err.output`` (shown under the error, and in ``--json``)."""
     if res.exit_code == 0:
         return
     summary, error, hint = parse_script_output(res)
     message = error or summary or f"exited with code {res.exit_code}"
-    tail = res.tail(12)
     cls: type[MlopsError] = {3: UnsupportedError, 4: PrereqError, 8: IntegrityError}.get(res.exit_code, StepFailed)
     err = cls(f"step {step_id} failed: {message}",
-              hint=hint or "see the output above and the log file; run `mlops-env up` again after fixing it")
-    err.output = tail  # type: ignore[attr-defined]
+              hint=hint or "its last lines of output are above and all of it is in the log file; "
+              "run `mlops-env up` again after fixing it")
+    err.output = output_tail(res)  # type: ignore[attr-defined]
     raise err
 
 
@@ -166,10 +190,20 @@ class StepContext:
 
     def run_call(self, step_id: str, call: ScriptCall, *, transport: Transport | None = None,
                  timeout: float | None = None) -> RunResult:
+        """Run a step's script. Every line it prints goes to the run's log as it arrives (the
+        whole output, also of a run cut off), and to ``on_line`` (the live progress)."""
         t = transport or self.transport
-        return t.run_script(template(call.script), call.args, sudo=call.sudo,
-                            is_root=self.facts.is_root, timeout=timeout,
-                            on_line=lambda line: self.on_line(step_id, line))
+        log.debug("step %s: %s %s%s", step_id, call.script, " ".join(call.args), " (as root)" if call.sudo else "")
+
+        def line_seen(line: str) -> None:
+            log.debug("step %s| %s", step_id, line)
+            self.on_line(step_id, line)
+
+        res = t.run_script(template(call.script), call.args, sudo=call.sudo,
+                           is_root=self.facts.is_root, timeout=timeout, on_line=line_seen)
+        log.log(logging.DEBUG if res.ok else logging.WARNING, "step %s: %s exited with code %s after %.1fs",
+                step_id, call.script, res.exit_code, res.seconds)
+        return res
 
 
 class Step(ABC):
