@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import configparser
 import json
-import os
 import re
-import shutil
 import stat
 import subprocess
 import threading
@@ -232,11 +230,21 @@ def aws_checks(env: Mapping[str, str], home: Path, *, timeout: float = AWS_TIMEO
 
 
 # -- SSH ---------------------------------------------------------------------------------------
+_SSH_INSTALL = {
+    "windows": "add Windows' own OpenSSH client: Settings > System > Optional features > OpenSSH Client "
+               "(or, as administrator: `Add-WindowsCapability -Online -Name OpenSSH.Client~~~~0.0.1.0`)",
+    "macos": "macOS ships it in /usr/bin/ssh: check that PATH includes /usr/bin",
+    "linux": "install it: `sudo apt-get install openssh-client`",
+}
+
+
 def ssh_client_check() -> Check:
-    ssh = shutil.which("ssh")
+    from mlops_env import osenv
+
+    ssh = osenv.find_program("ssh")
     if ssh is None:
         return Check("local.ssh-client", FAIL, "the OpenSSH client `ssh` is not installed (VS Code Remote-SSH needs it)",
-                     "install it: `sudo apt-get install openssh-client` (macOS and Windows 10+ ship it)")
+                     _SSH_INSTALL[osenv.system()])
     try:
         p = subprocess.run([ssh, "-V"], capture_output=True, text=True, timeout=3, check=False,  # noqa: S603
                            stdin=subprocess.DEVNULL)
@@ -307,12 +315,17 @@ def ssh_key_check(paths: Paths) -> Check:
     kc = check_keypair(paths)
     if not kc.exists and not kc.problems:
         return Check("local.ssh-key", SKIP, "no mlops-env key yet (the first `up` makes it)")
+    from mlops_env import osenv
+
     if kc.problems:
-        cmds = [f"chmod 700 {paths.keys_dir}", f"chmod 600 {paths.keys_dir / 'id_ed25519'}"]
-        hint = "`" + " && ".join(cmds) + "`" if any("mode" in p for p in kc.problems) else None
+        loose = [p for p in kc.problems if "has mode" in p or "can be read by" in p or "belongs to" in p
+                 or "no access list" in p]
+        hint = " and ".join([osenv.protect_hint(paths.keys_dir, directory=True),
+                             osenv.protect_hint(paths.keys_dir / "id_ed25519")]) if loose else None
         return Check("local.ssh-key", FAIL, "; ".join(kc.problems), hint)
     assert kc.keypair is not None
-    return Check("local.ssh-key", OK, f"mlops-env key {kc.keypair.fingerprint} (0600 in a 0700 folder)")
+    how = "only you, SYSTEM and Administrators may read it" if osenv.is_windows() else "0600 in a 0700 folder"
+    return Check("local.ssh-key", OK, f"mlops-env key {kc.keypair.fingerprint} ({how})")
 
 
 def perm_problems(items: Iterable[tuple[str, str, int, int]], uid: int) -> list[tuple[str, str, str]]:
@@ -338,7 +351,27 @@ def perm_problems(items: Iterable[tuple[str, str, int, int]], uid: int) -> list[
 _PRIVATE_KEY = re.compile(r"^id_[a-z0-9_]+$|\.pem$")
 
 
+def acl_problems(items: Iterable[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """Windows: (status, problem, fix) for ``(path, kind)`` items, from each file's ACL. Windows
+    OpenSSH refuses a private key or config that anyone but the user, SYSTEM and Administrators
+    can access; it does not check the ``.ssh`` folder."""
+    from mlops_env import osenv
+
+    out: list[tuple[str, str, str]] = []
+    for path, kind in items:
+        if kind == "sshdir":
+            continue
+        problem = osenv.protection_problem(Path(path))
+        if problem:
+            why = "ssh ignores it (\"UNPROTECTED PRIVATE KEY FILE\")" if kind == "key" else \
+                "ssh refuses it (\"Bad permissions\")"
+            out.append((FAIL, f"{problem}: {why}", osenv.protect_hint(Path(path))))
+    return out
+
+
 def ssh_perms_check(home: Path, identities: Iterable[str]) -> Check:
+    from mlops_env import osenv
+
     items: list[tuple[str, str, int, int]] = []
     d = home / ".ssh"
     paths = [(d, "sshdir"), (d / "config", "config")]
@@ -357,7 +390,11 @@ def ssh_perms_check(home: Path, identities: Iterable[str]) -> Check:
         except OSError:
             continue
         items.append((str(p), kind, st.st_mode, st.st_uid))
-    problems = perm_problems(items, os.getuid())
+    uid = osenv.current_uid()
+    if uid is None:  # Windows: the ACLs (st_mode is always 0666 or 0444 there, st_uid 0)
+        problems = acl_problems([(path, kind) for path, kind, _m, _o in items])
+    else:
+        problems = perm_problems(items, uid)
     if not items:
         return Check("local.ssh-perms", SKIP, "no ~/.ssh yet")
     if not problems:
@@ -370,17 +407,14 @@ def ssh_perms_check(home: Path, identities: Iterable[str]) -> Check:
 def run_quick(argv: Sequence[str], timeout: float) -> str:
     """stdout of ``argv``; past ``timeout`` its whole process group is killed (a launcher
     script's children too) and ``TimeoutExpired`` raised."""
-    import signal
+    from mlops_env import osenv
 
     proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,  # noqa: S603
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+                            stdin=subprocess.DEVNULL, text=True, **osenv.new_group_kwargs())
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        osenv.kill_tree(proc)
         proc.communicate()
         raise
     return out
@@ -404,7 +438,9 @@ def remote_ssh_from_list(text: str) -> bool:
 
 
 def vscode_checks(home: Path, *, timeout: float = CODE_TIMEOUT) -> list[Check]:
-    code = shutil.which("code")
+    from mlops_env import osenv
+
+    code = osenv.find_program("code")
     out = []
     if code:
         out.append(Check("local.vscode", OK, f"VS Code's `code` command: {code}"))
