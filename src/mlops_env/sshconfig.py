@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import stat
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
@@ -644,7 +643,7 @@ class OverrideReport:
 
 
 def _ssh_binary() -> str:
-    ssh = shutil.which("ssh")
+    ssh = osenv.find_program("ssh")
     if ssh is None:
         raise PrereqError(
             "the OpenSSH client `ssh` is not installed (VS Code Remote-SSH needs it too)",
