@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from mlops_env.paths import Paths
     from mlops_env.sshconfig import HostEntry
 
+DOCKER_TIMEOUT = 3.0  # seconds for the engine's ping and version (laptop: `up docker` needs it)
+GH_TIMEOUT = 5.0  # `gh --version`
 AWS_TIMEOUT = 1.5  # seconds to connect, and to read, for the STS check (one attempt)
 CODE_TIMEOUT = 5.0  # `code --list-extensions` (only when the extension folder is not found)
 REMOTE_SSH = "ms-vscode-remote.remote-ssh"
@@ -475,3 +477,45 @@ def vscode_checks(home: Path, *, timeout: float = CODE_TIMEOUT) -> list[Check]:
         out.append(Check("local.vscode-remote-ssh", WARN, "VS Code's Remote-SSH extension is not installed",
                          f"`code --install-extension {REMOTE_SSH}`"))
     return out
+
+
+# -- Docker and gh (a laptop: `up docker`, `up codespace`) ------------------------------------
+def docker_check(env: Mapping[str, str], home: Path, *, timeout: float = DOCKER_TIMEOUT) -> Check:
+    """The engine the docker CLI would use (``dockerhost``: DOCKER_HOST, the context, the
+    platform's default) answers. Only ``up docker`` needs one: a warning otherwise."""
+    from mlops_env import dockerhost
+    from mlops_env.errors import MlopsError
+
+    try:
+        ep = dockerhost.resolve(env, home)
+        client = dockerhost.docker_client(timeout, env=env, home=home)
+        try:
+            v = client.version()
+        finally:
+            client.close()
+    except MlopsError as e:
+        return Check("local.docker", WARN, f"{e.message} (only `up docker` needs it)", e.hint)
+    except Exception as e:  # noqa: BLE001 - an engine answering nonsense is a finding, not a crash
+        return Check("local.docker", WARN, f"the Docker engine did not answer as expected: {type(e).__name__}: {e}",
+                     "check `docker info`")
+    os_arch = f"{v.get('Os', '?')}/{v.get('Arch', '?')}"
+    return Check("local.docker", OK, f"Docker engine {v.get('Version', '?')} ({os_arch}) at {ep.host} [{ep.source}]")
+
+
+_GH_INSTALL = {"windows": "`winget install --id GitHub.cli`, or https://cli.github.com",
+               "macos": "`brew install gh`, or https://cli.github.com",
+               "linux": "https://cli.github.com (apt repository), or `sudo apt-get install gh`"}
+
+
+def gh_check(env: Mapping[str, str], *, timeout: float = GH_TIMEOUT) -> Check:
+    from mlops_env import ghcli, osenv
+
+    gh = ghcli.find_gh(env)
+    if gh is None:
+        return Check("local.gh", WARN, "the GitHub CLI `gh` is not installed (only `up codespace` needs it)",
+                     _GH_INSTALL[osenv.system()])
+    try:
+        first = run_quick([gh, "--version"], timeout).strip().splitlines()
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return Check("local.gh", WARN, f"{gh} does not run: {e}", _GH_INSTALL[osenv.system()])
+    return Check("local.gh", OK, f"{first[0] if first else 'gh'} ({gh})")
