@@ -138,7 +138,6 @@ def _proxy_socket(command: str) -> Any:
                 osenv.proxy_popen_args(command_line), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, bufsize=0)
             self.timeout = None
-            self.closed = False
             self.reader = osenv.PipeReader(self.process.stdout)
             self.errors = osenv.PipeReader(self.process.stderr)
 
