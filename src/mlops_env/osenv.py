@@ -214,7 +214,9 @@ class _RealWinApi:  # pragma: no cover - runs on Windows only (the CI workflow's
         return self._me
 
     def read_acl(self, path: str) -> Acl:
-        ctypes, wintypes = self.ctypes, self.wintypes
+        import ctypes
+
+        wintypes = self.wintypes
 
         class AclHeader(ctypes.Structure):
             _fields_ = [("AclRevision", ctypes.c_ubyte), ("Sbz1", ctypes.c_ubyte), ("AclSize", ctypes.c_ushort),

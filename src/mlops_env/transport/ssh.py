@@ -134,12 +134,13 @@ def _proxy_socket(command: str) -> Any:
     class _Proxy(paramiko.ProxyCommand):  # type: ignore[misc]
         def __init__(self, command_line: str) -> None:  # noqa: D107 - paramiko's, without shlex on Windows
             self.cmd = command_line
-            self.process = subprocess.Popen(  # noqa: S603 - the endpoint's own ProxyCommand
+            proc: Any = subprocess.Popen(  # noqa: S603 - the endpoint's own ProxyCommand
                 osenv.proxy_popen_args(command_line), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, bufsize=0)
+            self.process = proc
             self.timeout = None
-            self.reader = osenv.PipeReader(self.process.stdout)
-            self.errors = osenv.PipeReader(self.process.stderr)
+            self.reader = osenv.PipeReader(proc.stdout)
+            self.errors = osenv.PipeReader(proc.stderr)
 
         def send(self, content: bytes) -> int:
             try:
