@@ -460,3 +460,23 @@ def test_pipe_reader_timeout_and_eof() -> None:
     assert r.recv(1, 5) == b"a" and r.recv(10, 5) == b"b"
     assert r.recv(10, 5) == b""
     p.wait()
+
+
+def test_doctor_reports_an_open_mlops_env_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``paths.home_exposure`` (the test-realism branch's) feeds a warning; never on Windows,
+    where it would read meaningless modes."""
+    from mlops_env import paths as paths_module
+    from mlops_env.doctor import local
+
+    monkeypatch.setattr(paths_module, "home_exposure", lambda: "MLOPS_ENV_HOME=/x can be read by other users",
+                        raising=False)
+    (c,) = local.home_check()
+    assert (c.id, c.status, c.message) == ("local.home", "warn", "MLOPS_ENV_HOME=/x can be read by other users")
+    monkeypatch.setattr(paths_module, "home_exposure", lambda: None)
+    assert local.home_check() == []
+    undo = winsim.install(tmp_path / "acl.json")
+    try:
+        monkeypatch.setattr(paths_module, "home_exposure", lambda: "open")
+        assert local.home_check() == []
+    finally:
+        undo()

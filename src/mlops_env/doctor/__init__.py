@@ -458,6 +458,7 @@ def local_checks(target: Target, paths: Paths, options: Resolved, *, env: dict[s
         lambda: local.timed(ssh_config),
         lambda: local.timed(lambda: local.ssh_key_check(paths)),
         lambda: local.timed(lambda: local.ssh_perms_check(home, identities)),
+        lambda: local.timed(local.home_check),
         lambda: local.timed(lambda: local.vscode_checks(home)),
     ]
     if aws:
@@ -475,7 +476,7 @@ def local_checks(target: Target, paths: Paths, options: Resolved, *, env: dict[s
             except Exception as e:  # noqa: BLE001 - one broken check must not hide the others
                 log.debug("local check failed", exc_info=True)
                 out.append(Check("local.internal", WARN, f"a local check failed: {type(e).__name__}: {e}"))
-    order = ["local.ssh-client", "local.ssh-include", "local.ssh-hosts", "local.ssh-key", "local.ssh-perms",
+    order = ["local.ssh-client", "local.ssh-include", "local.ssh-hosts", "local.ssh-key", "local.ssh-perms", "local.home",
              "local.vscode", "local.vscode-remote-ssh", "local.docker", "local.gh", "local.aws-credentials",
              "local.aws-sso", "local.aws-region"]
     return sorted(out, key=lambda c: order.index(c.id) if c.id in order else len(order))

@@ -519,3 +519,18 @@ def gh_check(env: Mapping[str, str], *, timeout: float = GH_TIMEOUT) -> Check:
     except (OSError, subprocess.TimeoutExpired) as e:
         return Check("local.gh", WARN, f"{gh} does not run: {e}", _GH_INSTALL[osenv.system()])
     return Check("local.gh", OK, f"{first[0] if first else 'gh'} ({gh})")
+
+
+# -- MLOPS_ENV_HOME ------------------------------------------------------------------------------
+def home_check() -> list[Check]:
+    """A warning when ``$MLOPS_ENV_HOME`` is open to other users (``paths.home_exposure``, where
+    that function exists; it reads POSIX modes, so not on Windows, where the key and config files
+    carry their own ACLs)."""
+    from mlops_env import osenv
+    from mlops_env import paths as paths_module
+
+    exposure = getattr(paths_module, "home_exposure", None)
+    if exposure is None or osenv.is_windows():
+        return []
+    msg = exposure()
+    return [Check("local.home", WARN, msg)] if msg else []
