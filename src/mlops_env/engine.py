@@ -77,12 +77,15 @@ def batch_script(calls: Sequence[tuple[str, str, Sequence[str]]], timeout: int =
         # `timeout` bounds each check; without coreutils' timeout, run unbounded.
         # -k: a check that ignores SIGTERM is killed 2 s later.
         'if command -v timeout >/dev/null 2>&1; then TO="timeout -k 2 ' + str(timeout) + '"; else TO=""; fi',
+        # Portable base64: GNU/busybox decode with -d, macOS before 13 only with -D; no -w0
+        # (GNU-only): BSD base64 does not wrap, and `tr -d` removes GNU's line breaks.
+        "if printf eA== | base64 -d >/dev/null 2>&1; then B64D='base64 -d'; else B64D='base64 -D'; fi",
     ]
     for i, (_cid, text, args) in enumerate(calls):
         b64 = base64.b64encode(text.encode("utf-8")).decode("ascii")
         argstr = " ".join(shlex.quote(a) for a in args)
         lines.append(
-            f'( printf %s {b64} | base64 -d >"$d/{i}.sh"; '
+            f'( printf %s {b64} | $B64D >"$d/{i}.sh"; '
             f'$TO bash "$d/{i}.sh" {argstr} >"$d/{i}.out" 2>"$d/{i}.err" </dev/null; '
             f'echo $? >"$d/{i}.rc" ) &'
         )
@@ -90,7 +93,7 @@ def batch_script(calls: Sequence[tuple[str, str, Sequence[str]]], timeout: int =
     for i, (cid, _text, _args) in enumerate(calls):
         lines.append(
             f'printf "%s %s %s " {_MARK} {shlex.quote(cid)} "$(cat "$d/{i}.rc")"; '
-            f'base64 -w0 <"$d/{i}.out"; printf " "; base64 -w0 <"$d/{i}.err"; echo'
+            f'base64 <"$d/{i}.out" | tr -d "\\n"; printf " "; base64 <"$d/{i}.err" | tr -d "\\n"; echo'
         )
     return "\n".join(lines) + "\n"
 

@@ -12,8 +12,12 @@ from pathlib import Path
 def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` atomically (temp file in the same dir, fsync, replace).
 
-    The file gets permission bits ``mode`` before it becomes visible under its name.
+    The file gets permission bits ``mode`` before it becomes visible under its name; a private
+    ``mode`` (nothing for group and others) also makes it private on Windows, where permission
+    bits mean nothing (``osenv.protect``: an ACL for the user, SYSTEM and Administrators only).
     """
+    from mlops_env import osenv
+
     if isinstance(data, str):
         data = data.encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,7 +28,9 @@ def atomic_write(path: Path, data: bytes | str, mode: int = 0o600) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        if osenv.is_windows() and not mode & 0o077:
+            osenv.protect(Path(tmp), directory=False)
+        osenv.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,8 +47,11 @@ class GhSsh:
 
 
 def find_gh(env: Mapping[str, str] | None = None) -> str | None:
-    env = os.environ if env is None else env
-    return shutil.which("gh", path=env.get("PATH"))
+    """gh on PATH, else where its installer puts it (Windows: ...\\GitHub CLI\\gh.exe; macOS:
+    Homebrew's bin, which apps started from the Dock do not have on PATH)."""
+    from mlops_env import osenv
+
+    return osenv.find_program("gh", os.environ if env is None else env)
 
 
 def parse_ssh_config(text: str) -> list[tuple[str, dict[str, str]]]:
@@ -130,6 +132,9 @@ def ssh_details(gh: str, codespace: str, *, env: Mapping[str, str] | None = None
 
 
 def proxy_command(gh_exec: str, codespace: str, identity: str) -> str:
-    """The ProxyCommand for ``codespace`` with mlops-env's key: a shell-quoted command line that
-    OpenSSH (``sh -c``) and paramiko (``shlex.split``) both read as the same argv."""
-    return shlex.join([gh_exec, "codespace", "ssh", "-c", codespace, "--stdio", "--", "-i", identity])
+    """The ProxyCommand for ``codespace`` with mlops-env's key: a command line that OpenSSH and
+    mlops-env's own SSH transport read as the same argv (POSIX: shell quoting, ``sh -c``;
+    Windows: ``CreateProcess`` quoting, see ``osenv.join_command``)."""
+    from mlops_env import osenv
+
+    return osenv.join_command([gh_exec, "codespace", "ssh", "-c", codespace, "--stdio", "--", "-i", identity])

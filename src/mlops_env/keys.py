@@ -13,16 +13,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
 import re
 import socket
-import stat
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlops_env import osenv
 from mlops_env.errors import IntegrityError
 from mlops_env.fsutil import atomic_write, file_lock
 from mlops_env.paths import Paths, ensure_private_dir
@@ -171,6 +170,7 @@ def ensure_keypair(paths: Paths, comment: str | None = None) -> KeyPair:
     private, public = key_paths(paths)
     ensure_private_dir(paths.data)
     ensure_private_dir(paths.keys_dir)
+    _tighten(paths.keys_dir, 0o700)  # chmod is not enough on Windows: its ACL
     with _lock(paths.keys_dir / ".lock"):
         if not private.exists() and not private.is_symlink():
             if public.exists():
@@ -204,9 +204,9 @@ def check_keypair(paths: Paths) -> KeyCheck:
         return KeyCheck(exists=True, keypair=None, problems=(e.message,))
     problems: list[str] = []
     for p, want in ((paths.keys_dir, 0o700), (private, 0o600)):
-        mode = stat.S_IMODE(p.stat().st_mode)
-        if mode & ~want:
-            problems.append(f"{p} has mode {mode:04o}, expected {want:04o}")
+        problem = osenv.protection_problem(p, want)  # Windows: the ACL, never st_mode
+        if problem:
+            problems.append(problem)
     if not public.exists():
         problems.append(f"{public} is missing (it will be re-derived from the private key)")
     return KeyCheck(exists=True, keypair=pair, problems=tuple(problems))
@@ -304,9 +304,8 @@ def _load(private: Path, public: Path, *, fix: bool) -> KeyPair:
 
 
 def _tighten(path: Path, want: int) -> None:
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & ~want:
-        os.chmod(path, want)
+    if osenv.is_loose(path, want):
+        osenv.protect(path, directory=want == 0o700)
 
 
 def _clean_comment(comment: str) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import stat
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mlops_env import osenv
 from mlops_env.errors import ConfigError, PrereqError, UsageError
 from mlops_env.fsutil import atomic_write, file_lock
 from mlops_env.paths import Paths, ensure_private_dir, user_ssh_config
@@ -353,10 +353,8 @@ def remove_host(paths: Paths, alias: str) -> bool:
 
 
 def _loose(path: Path, want: int) -> bool:
-    try:
-        return bool(stat.S_IMODE(path.stat().st_mode) & ~want)
-    except FileNotFoundError:
-        return False
+    # Not st_mode: on Windows it says 0666 whatever the file's ACL is (osenv reads the ACL).
+    return osenv.is_loose(path, want)
 
 
 # -- the user's ~/.ssh/config ---------------------------------------------------------------
@@ -591,7 +589,9 @@ def _write_user(path: Path, text: str) -> None:
     # Write through a symlink (dotfile managers link ~/.ssh/config into a repo): replacing
     # the link with a file would silently detach the user's config from their repo.
     target = path.resolve() if path.is_symlink() else path
-    mode = stat.S_IMODE(target.stat().st_mode)
+    # Windows: st_mode means nothing there; the rewritten file gets a private ACL (what
+    # Windows OpenSSH wants of ~/.ssh/config) instead of the folder's inherited one.
+    mode = 0o600 if osenv.is_windows() else stat.S_IMODE(target.stat().st_mode)
     atomic_write(target, text.encode("utf-8"), mode=mode)
 
 
@@ -643,7 +643,7 @@ class OverrideReport:
 
 
 def _ssh_binary() -> str:
-    ssh = shutil.which("ssh")
+    ssh = osenv.find_program("ssh")
     if ssh is None:
         raise PrereqError(
             "the OpenSSH client `ssh` is not installed (VS Code Remote-SSH needs it too)",

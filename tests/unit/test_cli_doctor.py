@@ -196,3 +196,79 @@ def test_host_unreachable_is_exit_5(cli, tmp_path: Path) -> None:  # type: ignor
     r = cli("--json", "doctor", "--host", f"me@127.0.0.1:{free_port()}", "--identity", str(key), "--ssh-timeout", "1")
     assert r.exit_code == 5 and envelope(r.stdout)["errors"][0]["code"] == "unreachable"
     assert not (cli.root / "ssh" / "known_hosts").exists()
+
+
+# -- what this machine is for (a laptop that drives workstations, or a workstation) -------------------
+
+
+def _ready_ssh_side(name: str) -> Any:
+    """A known workstation whose Host block and Include line are written, as after `up`."""
+    from mlops_env import sshconfig
+    from mlops_env.config import resolve
+    from mlops_env.doctor import _record_ctx
+    from mlops_env.pipeline import SshConfigStep
+
+    paths, rec = workstation(name, 2222)
+    step = SshConfigStep()
+    opts = resolve({}, config_path=None, default_config=paths.config_file)
+    sshconfig.upsert_host(paths, step.entry(_record_ctx(rec, paths, opts)))
+    sshconfig.ensure_include(paths)
+    return paths, rec
+
+
+def test_laptop_is_not_failed_for_what_belongs_on_the_workstation(cli) -> None:  # type: ignore[no-untyped-def]
+    """Before: a machine that drives a workstation failed for its own missing conda and compose."""
+    _ready_ssh_side("ws")
+    r = cli("--json", "doctor")
+    assert r.exit_code == 0, r.output
+    data = envelope(r.stdout)["data"]
+    assert data["target"]["role"] == "laptop" and data["categories"] == ["local"]
+    assert "this machine drives workstation ws" in data["note"] and "--as-workstation" in data["note"]
+    ids = {c["id"]: c["status"] for c in data["checks"]}
+    assert not [i for i in ids if not i.startswith("local.")]
+    assert ids["local.ssh-include"] == "ok" and ids["local.docker"] == "warn" and "local.gh" in ids
+    human = cli("doctor")
+    assert human.exit_code == 0
+    assert human.stdout.splitlines()[1].startswith("Checked as a laptop (this machine drives workstation ws)")
+    # asking for a box category here: nothing checked, the note says how
+    only = cli("--json", "doctor", "--only", "python")
+    assert only.exit_code == 0 and envelope(only.stdout)["data"]["checks"] == []
+
+
+def test_as_workstation_checks_this_machine_as_one(cli) -> None:  # type: ignore[no-untyped-def]
+    _ready_ssh_side("ws")
+    r = cli("--json", "doctor", "--as-workstation", "--only", "python,local")
+    assert r.exit_code == 1, r.output
+    data = envelope(r.stdout)["data"]
+    assert data["target"]["role"] == "workstation" and data["note"] is None
+    conda = next(c for c in data["checks"] if c["id"] == "python.conda")
+    assert conda["status"] == "fail" and "mlops-env doctor --as-workstation --fix" in conda["hint"]
+    r = cli("--json", "doctor", "ws", "--as-workstation")
+    assert r.exit_code == 2 and envelope(r.stdout)["errors"][0]["code"] == "usage"
+
+
+def test_windows_laptop_doctor(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import winsim
+
+    undo = winsim.install(tmp_path / "acl.json")
+    try:
+        r = cli("--json", "doctor")
+        w = cli("--json", "doctor", "--as-workstation")
+    finally:
+        undo()
+    assert r.exit_code == 0, r.output
+    data = envelope(r.stdout)["data"]
+    assert data["target"]["role"] == "laptop" and "a Windows machine drives Linux workstations" in data["note"]
+    docker = next(c for c in data["checks"] if c["id"] == "local.docker")
+    assert "unix://" in docker["message"]  # the cli fixture's DOCKER_HOST wins over the named pipe
+    assert w.exit_code == 7 and envelope(w.stdout)["errors"][0]["code"] == "unsupported-os"
+    assert "WSL" in envelope(w.stdout)["errors"][0]["hint"]
+
+
+def test_macos_laptop_doctor(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from mlops_env import osenv
+
+    monkeypatch.setattr(osenv, "system", lambda: osenv.MACOS)
+    r = cli("--json", "doctor")
+    assert r.exit_code == 0, r.output
+    assert envelope(r.stdout)["data"]["target"]["role"] == "laptop"

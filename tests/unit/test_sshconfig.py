@@ -562,7 +562,7 @@ def test_remote_command_and_broken_config_are_reported(paths, user_cfg):
 
 
 def test_without_ssh_the_check_is_skipped(paths, monkeypatch):
-    monkeypatch.setattr(sc.shutil, "which", lambda name: None)
+    monkeypatch.setattr(sc.osenv, "find_program", lambda name, env=None: None)
     e = entry(paths)
     report = sc.find_overrides(e, paths=paths)
     assert report.warnings == () and not report.ok

@@ -31,11 +31,11 @@ HEADLINE = {"system": ("system.os", "system.cpu", "system.memory", "system.disk"
             "docker": ("docker.engine", "docker.compose"),
             "network": ("network.tlc", "network.pypi"),
             "tools": ("tools.git", "tools.curl"),
-            "local": ("local.ssh-client", "local.vscode")}
+            "local": ("local.ssh-client", "local.vscode", "local.docker")}
 # ... and when none of those is ok, what the category is about.
 ABOUT = {"system": "OS, CPUs, memory, disk, clock", "python": "conda and the course's libraries",
          "docker": "engine, compose, use without sudo", "network": "data host, PyPI, ports 8888 and 5000",
-         "tools": "git, curl", "local": "SSH client and config, VS Code, AWS"}
+         "tools": "git, curl", "local": "SSH client and config, VS Code, Docker, gh, AWS"}
 
 
 @app.command("doctor", cls=Command, short_help="What is ready for the course, what is not, and the fix.",
@@ -65,6 +65,10 @@ def doctor_cmd(
     fix: Annotated[bool, typer.Option("--fix", help="Apply the `up` step behind each failing check "
                                                     "(asks first), then check again.")] = False,
     yes: Yes = False,
+    as_workstation: Annotated[bool, typer.Option(
+        "--as-workstation", help="Check this machine as a workstation (conda, Docker, the course's tools "
+        "here too). Default: a laptop that drives workstations (Windows, macOS, or Linux that knows one) "
+        "gets its own side checked only.")] = False,
     python_dist: PythonDist = None, accept_tos: AcceptTos = None, conda_installer: CondaInstaller = None,
     conda_sha256: CondaSha = None, docker_source: DockerSource = None, smoke_test: SmokeTest = None,
     ssh_timeout: SshTimeout = None, config: ConfigFile = None,
@@ -79,14 +83,15 @@ def doctor_cmd(
 
     def body(ui: Any) -> Any:
         return _run(ui, name=name, host=host, identity=identity, fingerprint=host_key_fingerprint,
-                    only=only or [], skip=skip or [], fix=fix, yes=yes, flags=flags, config=config, jobs=jobs)
+                    only=only or [], skip=skip or [], fix=fix, yes=yes, flags=flags, config=config, jobs=jobs,
+                    as_workstation=as_workstation)
 
     run_command(ctx, "doctor", body)
 
 
 def _run(ui: Any, *, name: str | None, host: str | None, identity: Path | None, fingerprint: str | None,
          only: list[str], skip: list[str], fix: bool, yes: bool, flags: dict[str, Any],
-         config: Path | None, jobs: int) -> Any:
+         config: Path | None, jobs: int, as_workstation: bool = False) -> Any:
     from mlops_env import config as cfg
     from mlops_env import doctor
     from mlops_env.errors import UsageError
@@ -101,6 +106,18 @@ def _run(ui: Any, *, name: str | None, host: str | None, identity: Path | None, 
     if host and cats == ("local",):
         raise UsageError("--host checks a box; the `local` category is about this machine",
                          hint="`mlops-env doctor --only local` checks this machine", code="invalid-category")
+    if as_workstation and (name or host):
+        raise UsageError("--as-workstation is about this machine", code="usage",
+                         hint="`mlops-env doctor NAME` and `--host` always check a workstation")
+    if as_workstation:
+        from mlops_env import osenv
+
+        if osenv.is_windows():
+            from mlops_env.errors import UnsupportedError
+
+            raise UnsupportedError("Windows cannot be the course's workstation (its tools are Linux shell scripts)",
+                                   hint="use a workstation (`mlops-env up docker|ssh|ec2|codespace`), or run "
+                                   "mlops-env inside WSL to use that Linux as one", code="unsupported-os")
     if (identity or fingerprint) and not host:
         raise UsageError("--identity and --host-key-fingerprint go with --host", code="usage",
                          hint="a known workstation uses its own key and pinned host key")
@@ -129,7 +146,7 @@ def _run(ui: Any, *, name: str | None, host: str | None, identity: Path | None, 
     elif host:
         target = doctor.host_target(paths, host, ident, fingerprint, events, timeout)
     else:
-        target = doctor.local_target()
+        target = doctor.local_target(*doctor.machine_role(paths, as_workstation))
     try:
         report = doctor.diagnose(target, opts, cats, paths, keep_transport=fix)
         if not fix or not report.fixable_steps():
@@ -238,6 +255,8 @@ def _render(ui: Any, report: Any, *, fix_requested: bool) -> None:
     c = ui.out
     more = "" if ui.verbose else "; -v shows every check"
     c.print(f"[bold]Doctor summary for {escape(report.target.label)}[/bold]{more}", soft_wrap=True)
+    if report.note:
+        c.print(f"[dim]{escape(report.note[0].upper() + report.note[1:])}.[/dim]", soft_wrap=True)
     for cat in report.categories:
         items = [ch for ch in report.checks if ch.category == cat]
         if not items:

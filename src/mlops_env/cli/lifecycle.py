@@ -142,16 +142,17 @@ def _ssh_argv(paths: Any, rec: Any) -> list[str]:
     """``ssh -F <config> <alias>``: the user's config when it includes ours (their other
     settings apply), else the tool's own file. Always an explicit -F: OpenSSH reads the home
     directory from the password database, not from $HOME."""
-    import shutil
-
-    from mlops_env import sshconfig
+    from mlops_env import osenv, sshconfig
     from mlops_env.errors import PrereqError
     from mlops_env.paths import user_ssh_config
 
-    ssh = shutil.which("ssh")
+    ssh = osenv.find_program("ssh")  # Windows: System32\OpenSSH\ssh.exe even when not on PATH
     if not ssh:
         raise PrereqError("the OpenSSH client (`ssh`) is not installed",
-                          hint="install it (apt install openssh-client, or your OS's package)")
+                          hint={"windows": "add Windows' OpenSSH Client (Settings > System > Optional features)",
+                                "macos": "macOS ships /usr/bin/ssh: check that PATH includes /usr/bin"}.get(
+                              osenv.system(), "install it (apt install openssh-client, or your OS's package)"),
+                          code="ssh-missing")
     cfg = user_ssh_config() if sshconfig.check_include(paths) == "unchanged" else paths.ssh_config
     # `--` before the alias: OpenSSH then parses no options after it, so the command's own
     # flags (`ls -la`) reach the box untouched.
@@ -168,10 +169,13 @@ def ssh_cmd(
     command: Annotated[list[str] | None, typer.Argument(metavar="COMMAND", help="Command to run (after --).",
                                                         show_default=False)] = None,
 ) -> None:
-    """Open a shell on the workstation (or run COMMAND there) with the system ssh client."""
+    """Open a shell on the workstation (or run COMMAND there) with the system ssh client.
+    Exits with COMMAND's exit code (255: ssh could not connect). With --json, COMMAND is
+    required; its exit code, stdout and stderr come back in the envelope."""
 
     def body(ui: Any) -> Any:
-        import os
+        from mlops_env import osenv
+        from mlops_env.output import Outcome
 
         paths, _store, rec = _load(name)
         if rec.endpoint is None:
@@ -179,11 +183,46 @@ def ssh_cmd(
         cmd = list(command or [])
         if cmd[:1] == ["--"]:  # parsing stops after NAME, so click hands the `--` on
             cmd = cmd[1:]
+        if ui.json_mode:
+            return _ssh_json(paths, rec, cmd)
         argv = _ssh_argv(paths, rec) + cmd
         ui.detail("exec " + " ".join(argv))
-        os.execv(argv[0], argv)  # noqa: S606 - argv list, no shell
+        # POSIX: exec (does not return). Windows: ssh as a child, its exit code passed on.
+        code = osenv.run_foreground(argv)
+        return Outcome(data={"name": rec.name, "exit_code": code}, exit_code=code)
 
     run_command(ctx, "ssh", body)
+
+
+def _ssh_json(paths: Any, rec: Any, cmd: list[str]) -> Any:
+    """``--json ssh NAME -- CMD``: run ssh as a child (no terminal: BatchMode, no questions) and
+    put the command's exit code, stdout and stderr in the envelope. The tool's exit code is the
+    command's, as without --json."""
+    import subprocess
+
+    from mlops_env.errors import UsageError
+    from mlops_env.output import Outcome
+
+    if not cmd:
+        raise UsageError("--json needs a COMMAND: an interactive shell has no JSON result",
+                         hint=f"`mlops-env --json ssh {rec.name} -- COMMAND`, or `mlops-env ssh {rec.name}` "
+                         "for a shell", code="usage")
+    base = _ssh_argv(paths, rec)
+    argv = base[:-2] + ["-o", "BatchMode=yes", "-T"] + base[-2:] + cmd
+    p = subprocess.run(argv, capture_output=True, check=False)  # noqa: S603 - argv list, no shell
+    out, err = p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+    data = {"name": rec.name, "alias": rec.alias, "command": cmd, "exit_code": p.returncode,
+            "stdout": out, "stderr": err}
+    errors = []
+    if p.returncode == 255:
+        last = next((ln for ln in reversed(err.splitlines()) if ln.strip()), "no message")
+        errors.append({"code": "ssh-failed", "message": f"ssh could not run the command on {rec.name}: {last}",
+                       "hint": f"`mlops-env status {rec.name}` shows whether it runs; "
+                       f"`mlops-env doctor {rec.name}` checks the connection"})
+    elif p.returncode != 0:
+        errors.append({"code": "command-failed", "message": f"the command exited with {p.returncode} on {rec.name}",
+                       "hint": "see data.stdout and data.stderr"})
+    return Outcome(data=data, errors=errors, exit_code=p.returncode)
 
 
 @app.command("code", cls=Command, short_help="Open VS Code on the workstation.", epilog="""
@@ -194,16 +233,16 @@ def code_cmd(ctx: typer.Context, name: Name) -> None:
 
     def body(ui: Any) -> Any:
         import shlex
-        import shutil
         import subprocess
 
+        from mlops_env import osenv
         from mlops_env.pipeline import code_command
 
         _paths, _store, rec = _load(name)
         if rec.endpoint is None:
             return _open_url(ui, _paths, rec)
         cmd = code_command(rec)
-        code = shutil.which("code")
+        code = osenv.find_program("code")  # Windows: ...\Microsoft VS Code\bin\code.cmd; macOS: the app bundle
         if code is None:
             if not ui.json_mode:
                 ui.out.print(cmd)
@@ -348,16 +387,16 @@ def _no_alias(paths: Any, rec: Any) -> None:
 def _open_url(ui: Any, paths: Any, rec: Any) -> dict[str, Any]:
     """VS Code without an SSH alias: the provider's vscode:// URL (a codespace: the GitHub
     Codespaces extension), with `code --open-url`, or `gh codespace code`, or printed."""
-    import shutil
     import subprocess
 
+    from mlops_env import osenv
     from mlops_env.providers import get_provider
 
     links = get_provider(rec.provider, paths).links(rec)
     url = links.get("vscode")
     if not url:
         _no_alias(paths, rec)
-    code, gh = shutil.which("code"), shutil.which("gh")
+    code, gh = osenv.find_program("code"), osenv.find_program("gh")
     if code:
         argv = [code, "--open-url", str(url)]
     elif gh and links.get("codespace"):

@@ -85,6 +85,10 @@ class Target:
     connect: Callable[[], Transport] | None = None
     probes: int = 0  # extra TCP connections (first-contact host key probe)
     cleanup: list[Callable[[], None]] = field(default_factory=list)
+    # this machine only: "laptop" (drives workstations: its own side, in Python, no bash) or
+    # "workstation" (the course's tools here too); ``why`` says how that was judged
+    role: str = "workstation"
+    why: str = ""
 
     @property
     def remote(self) -> bool:
@@ -96,7 +100,36 @@ class Target:
         self.cleanup.clear()
 
 
-def local_target() -> Target:
+def machine_role(paths: Paths, as_workstation: bool = False) -> tuple[str, str]:
+    """What this machine is for: ``("laptop" | "workstation", why)``.
+
+    A laptop drives workstations: conda, Docker compose and the course's libraries belong on
+    them, so their absence here is no failure. Windows and macOS are laptops (the workstations
+    are Linux boxes); Linux is one when mlops-env knows a workstation, else it is checked as the
+    workstation itself. ``as_workstation`` (``doctor --as-workstation``) says so explicitly.
+    """
+    from mlops_env import osenv
+
+    sysname = osenv.system()
+    if as_workstation:
+        return "workstation", "asked with --as-workstation"
+    if sysname != osenv.LINUX:
+        label = {"windows": "Windows", "macos": "macOS"}[sysname]
+        return "laptop", f"a {label} machine drives Linux workstations"
+    try:
+        from mlops_env.state import Store
+
+        names = [r.name for r in Store(paths).all()]
+    except Exception as e:  # noqa: BLE001 - a broken state file is reported by `list`
+        log.debug("cannot list workstations: %s", e)
+        names = []
+    if names:
+        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        return "laptop", f"this machine drives workstation{'s' if len(names) > 1 else ''} {shown}"
+    return "workstation", "no workstation known yet: this machine is checked as one"
+
+
+def local_target(role: str = "workstation", why: str = "") -> Target:
     import getpass
 
     from mlops_env.state import Endpoint, Record
@@ -110,7 +143,9 @@ def local_target() -> Target:
 
         return LocalTransport()
 
-    return Target("local", "this machine", rec, ep, "mlops-env doctor --fix", connect)
+    fix = "mlops-env doctor --as-workstation --fix" if role == "workstation" and why.startswith("asked") \
+        else "mlops-env doctor --fix"
+    return Target("local", "this machine", rec, ep, fix, connect, role=role, why=why)
 
 
 def workstation_target(paths: Paths, name: str, timeout: float) -> Target:
@@ -224,9 +259,20 @@ class Report:
     def exit_code(self) -> int:
         return 1 if self.problems else 0
 
+    @property
+    def note(self) -> str | None:
+        """Why the box categories were not checked here (a laptop), or None."""
+        if self.target.mode != "local" or self.target.role != "laptop":
+            return None
+        return (f"checked as a laptop ({self.target.why}): conda, Docker compose and the course's libraries "
+                "belong on the workstations (`mlops-env doctor NAME` checks one); "
+                "`mlops-env doctor --as-workstation` checks this machine as a workstation")
+
     def as_data(self) -> dict[str, Any]:
         return {
-            "target": {"mode": self.target.mode, "label": self.target.label,
+            "note": self.note,
+            "target": {"mode": self.target.mode, "label": self.target.label, "role": self.target.role
+                       if self.target.mode == "local" else None,
                        "name": self.target.record.name if self.target.mode == "workstation" else None,
                        "user": self.target.endpoint.user,
                        "host": self.target.endpoint.host if self.target.remote else None,
@@ -399,6 +445,7 @@ def local_checks(target: Target, paths: Paths, options: Resolved, *, env: dict[s
             log.debug("no ssh entry for %s: %s", r.name, e)
     identities = [r.endpoint.identity_file for r in records if r.endpoint and r.endpoint.identity_file]
     aws = target.mode == "local" or target.record.provider == "ec2"
+    laptop = target.mode == "local" and target.role == "laptop"
 
     def ssh_config() -> list[Check]:
         fix = f"run `{target.fix_command}`"
@@ -411,10 +458,15 @@ def local_checks(target: Target, paths: Paths, options: Resolved, *, env: dict[s
         lambda: local.timed(ssh_config),
         lambda: local.timed(lambda: local.ssh_key_check(paths)),
         lambda: local.timed(lambda: local.ssh_perms_check(home, identities)),
+        lambda: local.timed(local.home_check),
         lambda: local.timed(lambda: local.vscode_checks(home)),
     ]
     if aws:
         jobs.append(lambda: local.timed(lambda: local.aws_checks(env, home)))
+    if laptop:  # what `up docker` and `up codespace` need here
+        jobs.append(lambda: local.bounded(lambda: local.timed(lambda: local.docker_check(env, home)),
+                                          local.DOCKER_TIMEOUT + 2, ["local.docker"], "the Docker check"))
+        jobs.append(lambda: local.timed(lambda: local.gh_check(env)))
     with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="doctor-local") as pool:
         futures = [pool.submit(j) for j in jobs]
         out: list[Check] = []
@@ -424,9 +476,9 @@ def local_checks(target: Target, paths: Paths, options: Resolved, *, env: dict[s
             except Exception as e:  # noqa: BLE001 - one broken check must not hide the others
                 log.debug("local check failed", exc_info=True)
                 out.append(Check("local.internal", WARN, f"a local check failed: {type(e).__name__}: {e}"))
-    order = ["local.ssh-client", "local.ssh-include", "local.ssh-hosts", "local.ssh-key", "local.ssh-perms",
-             "local.vscode", "local.vscode-remote-ssh", "local.aws-credentials", "local.aws-sso",
-             "local.aws-region"]
+    order = ["local.ssh-client", "local.ssh-include", "local.ssh-hosts", "local.ssh-key", "local.ssh-perms", "local.home",
+             "local.vscode", "local.vscode-remote-ssh", "local.docker", "local.gh", "local.aws-credentials",
+             "local.aws-sso", "local.aws-region"]
     return sorted(out, key=lambda c: order.index(c.id) if c.id in order else len(order))
 
 
@@ -442,6 +494,8 @@ def diagnose(target: Target, options: Resolved, categories: Sequence[str], paths
     cats = tuple(c for c in CATEGORIES if c in categories)
     if target.mode == "host":
         cats = tuple(c for c in cats if c != "local")  # a box we do not manage: nothing local to check
+    if target.mode == "local" and target.role == "laptop":
+        cats = tuple(c for c in cats if c == "local")  # its own side only: Python, no bash (see Report.note)
     steps = _steps(target, options, cats)
     ctx = StepContext(transport=None, facts=Facts({}), options=options, record=target.record,  # type: ignore[arg-type]
                       paths=paths, endpoint=target.endpoint)

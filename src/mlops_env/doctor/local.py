@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import configparser
 import json
-import os
 import re
-import shutil
 import stat
 import subprocess
 import threading
@@ -29,6 +27,8 @@ if TYPE_CHECKING:
     from mlops_env.paths import Paths
     from mlops_env.sshconfig import HostEntry
 
+DOCKER_TIMEOUT = 3.0  # seconds for the engine's ping and version (laptop: `up docker` needs it)
+GH_TIMEOUT = 5.0  # `gh --version`
 AWS_TIMEOUT = 1.5  # seconds to connect, and to read, for the STS check (one attempt)
 CODE_TIMEOUT = 5.0  # `code --list-extensions` (only when the extension folder is not found)
 REMOTE_SSH = "ms-vscode-remote.remote-ssh"
@@ -232,11 +232,21 @@ def aws_checks(env: Mapping[str, str], home: Path, *, timeout: float = AWS_TIMEO
 
 
 # -- SSH ---------------------------------------------------------------------------------------
+_SSH_INSTALL = {
+    "windows": "add Windows' own OpenSSH client: Settings > System > Optional features > OpenSSH Client "
+               "(or, as administrator: `Add-WindowsCapability -Online -Name OpenSSH.Client~~~~0.0.1.0`)",
+    "macos": "macOS ships it in /usr/bin/ssh: check that PATH includes /usr/bin",
+    "linux": "install it: `sudo apt-get install openssh-client`",
+}
+
+
 def ssh_client_check() -> Check:
-    ssh = shutil.which("ssh")
+    from mlops_env import osenv
+
+    ssh = osenv.find_program("ssh")
     if ssh is None:
         return Check("local.ssh-client", FAIL, "the OpenSSH client `ssh` is not installed (VS Code Remote-SSH needs it)",
-                     "install it: `sudo apt-get install openssh-client` (macOS and Windows 10+ ship it)")
+                     _SSH_INSTALL[osenv.system()])
     try:
         p = subprocess.run([ssh, "-V"], capture_output=True, text=True, timeout=3, check=False,  # noqa: S603
                            stdin=subprocess.DEVNULL)
@@ -307,12 +317,17 @@ def ssh_key_check(paths: Paths) -> Check:
     kc = check_keypair(paths)
     if not kc.exists and not kc.problems:
         return Check("local.ssh-key", SKIP, "no mlops-env key yet (the first `up` makes it)")
+    from mlops_env import osenv
+
     if kc.problems:
-        cmds = [f"chmod 700 {paths.keys_dir}", f"chmod 600 {paths.keys_dir / 'id_ed25519'}"]
-        hint = "`" + " && ".join(cmds) + "`" if any("mode" in p for p in kc.problems) else None
+        loose = [p for p in kc.problems if "has mode" in p or "can be read by" in p or "belongs to" in p
+                 or "no access list" in p]
+        hint = " and ".join([osenv.protect_hint(paths.keys_dir, directory=True),
+                             osenv.protect_hint(paths.keys_dir / "id_ed25519")]) if loose else None
         return Check("local.ssh-key", FAIL, "; ".join(kc.problems), hint)
     assert kc.keypair is not None
-    return Check("local.ssh-key", OK, f"mlops-env key {kc.keypair.fingerprint} (0600 in a 0700 folder)")
+    how = "only you, SYSTEM and Administrators may read it" if osenv.is_windows() else "0600 in a 0700 folder"
+    return Check("local.ssh-key", OK, f"mlops-env key {kc.keypair.fingerprint} ({how})")
 
 
 def perm_problems(items: Iterable[tuple[str, str, int, int]], uid: int) -> list[tuple[str, str, str]]:
@@ -338,7 +353,27 @@ def perm_problems(items: Iterable[tuple[str, str, int, int]], uid: int) -> list[
 _PRIVATE_KEY = re.compile(r"^id_[a-z0-9_]+$|\.pem$")
 
 
+def acl_problems(items: Iterable[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """Windows: (status, problem, fix) for ``(path, kind)`` items, from each file's ACL. Windows
+    OpenSSH refuses a private key or config that anyone but the user, SYSTEM and Administrators
+    can access; it does not check the ``.ssh`` folder."""
+    from mlops_env import osenv
+
+    out: list[tuple[str, str, str]] = []
+    for path, kind in items:
+        if kind == "sshdir":
+            continue
+        problem = osenv.protection_problem(Path(path))
+        if problem:
+            why = "ssh ignores it (\"UNPROTECTED PRIVATE KEY FILE\")" if kind == "key" else \
+                "ssh refuses it (\"Bad permissions\")"
+            out.append((FAIL, f"{problem}: {why}", osenv.protect_hint(Path(path))))
+    return out
+
+
 def ssh_perms_check(home: Path, identities: Iterable[str]) -> Check:
+    from mlops_env import osenv
+
     items: list[tuple[str, str, int, int]] = []
     d = home / ".ssh"
     paths = [(d, "sshdir"), (d / "config", "config")]
@@ -357,7 +392,11 @@ def ssh_perms_check(home: Path, identities: Iterable[str]) -> Check:
         except OSError:
             continue
         items.append((str(p), kind, st.st_mode, st.st_uid))
-    problems = perm_problems(items, os.getuid())
+    uid = osenv.current_uid()
+    if uid is None:  # Windows: the ACLs (st_mode is always 0666 or 0444 there, st_uid 0)
+        problems = acl_problems([(path, kind) for path, kind, _m, _o in items])
+    else:
+        problems = perm_problems(items, uid)
     if not items:
         return Check("local.ssh-perms", SKIP, "no ~/.ssh yet")
     if not problems:
@@ -370,17 +409,14 @@ def ssh_perms_check(home: Path, identities: Iterable[str]) -> Check:
 def run_quick(argv: Sequence[str], timeout: float) -> str:
     """stdout of ``argv``; past ``timeout`` its whole process group is killed (a launcher
     script's children too) and ``TimeoutExpired`` raised."""
-    import signal
+    from mlops_env import osenv
 
     proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,  # noqa: S603
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+                            stdin=subprocess.DEVNULL, text=True, **osenv.new_group_kwargs())
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        osenv.kill_tree(proc)
         proc.communicate()
         raise
     return out
@@ -404,7 +440,9 @@ def remote_ssh_from_list(text: str) -> bool:
 
 
 def vscode_checks(home: Path, *, timeout: float = CODE_TIMEOUT) -> list[Check]:
-    code = shutil.which("code")
+    from mlops_env import osenv
+
+    code = osenv.find_program("code")
     out = []
     if code:
         out.append(Check("local.vscode", OK, f"VS Code's `code` command: {code}"))
@@ -439,3 +477,60 @@ def vscode_checks(home: Path, *, timeout: float = CODE_TIMEOUT) -> list[Check]:
         out.append(Check("local.vscode-remote-ssh", WARN, "VS Code's Remote-SSH extension is not installed",
                          f"`code --install-extension {REMOTE_SSH}`"))
     return out
+
+
+# -- Docker and gh (a laptop: `up docker`, `up codespace`) ------------------------------------
+def docker_check(env: Mapping[str, str], home: Path, *, timeout: float = DOCKER_TIMEOUT) -> Check:
+    """The engine the docker CLI would use (``dockerhost``: DOCKER_HOST, the context, the
+    platform's default) answers. Only ``up docker`` needs one: a warning otherwise."""
+    from mlops_env import dockerhost
+    from mlops_env.errors import MlopsError
+
+    try:
+        ep = dockerhost.resolve(env, home)
+        client = dockerhost.docker_client(timeout, env=env, home=home)
+        try:
+            v = client.version()
+        finally:
+            client.close()
+    except MlopsError as e:
+        return Check("local.docker", WARN, f"{e.message} (only `up docker` needs it)", e.hint)
+    except Exception as e:  # noqa: BLE001 - an engine answering nonsense is a finding, not a crash
+        return Check("local.docker", WARN, f"the Docker engine did not answer as expected: {type(e).__name__}: {e}",
+                     "check `docker info`")
+    os_arch = f"{v.get('Os', '?')}/{v.get('Arch', '?')}"
+    return Check("local.docker", OK, f"Docker engine {v.get('Version', '?')} ({os_arch}) at {ep.host} [{ep.source}]")
+
+
+_GH_INSTALL = {"windows": "`winget install --id GitHub.cli`, or https://cli.github.com",
+               "macos": "`brew install gh`, or https://cli.github.com",
+               "linux": "https://cli.github.com (apt repository), or `sudo apt-get install gh`"}
+
+
+def gh_check(env: Mapping[str, str], *, timeout: float = GH_TIMEOUT) -> Check:
+    from mlops_env import ghcli, osenv
+
+    gh = ghcli.find_gh(env)
+    if gh is None:
+        return Check("local.gh", WARN, "the GitHub CLI `gh` is not installed (only `up codespace` needs it)",
+                     _GH_INSTALL[osenv.system()])
+    try:
+        first = run_quick([gh, "--version"], timeout).strip().splitlines()
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return Check("local.gh", WARN, f"{gh} does not run: {e}", _GH_INSTALL[osenv.system()])
+    return Check("local.gh", OK, f"{first[0] if first else 'gh'} ({gh})")
+
+
+# -- MLOPS_ENV_HOME ------------------------------------------------------------------------------
+def home_check() -> list[Check]:
+    """A warning when ``$MLOPS_ENV_HOME`` is open to other users (``paths.home_exposure``, where
+    that function exists; it reads POSIX modes, so not on Windows, where the key and config files
+    carry their own ACLs)."""
+    from mlops_env import osenv
+    from mlops_env import paths as paths_module
+
+    exposure = getattr(paths_module, "home_exposure", None)
+    if exposure is None or osenv.is_windows():
+        return []
+    msg = exposure()
+    return [Check("local.home", WARN, msg)] if msg else []

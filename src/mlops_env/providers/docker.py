@@ -78,11 +78,12 @@ class DockerProvider(Provider):
     @property
     def client(self) -> Any:
         if self._client is None:
-            import docker
             from docker.errors import DockerException
 
+            from mlops_env.dockerhost import docker_client
+
             try:
-                c = docker.from_env(timeout=120)
+                c = docker_client(timeout=120)  # DOCKER_HOST, the docker context, the platform's default
                 c.ping()
             except DockerException as e:
                 raise PrereqError(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
 
+from mlops_env import osenv
 from mlops_env.transport import LineCallback, RunResult, Transport
 
 
@@ -37,7 +37,7 @@ class LocalTransport(Transport):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=self.env,
-            start_new_session=True,  # a timeout kills the whole process group, scripts' children too
+            **osenv.new_group_kwargs(),  # a timeout kills the whole group, scripts' children too
         )
         out_chunks: list[bytes] = []
         err_chunks: list[bytes] = []
@@ -62,10 +62,7 @@ class LocalTransport(Transport):
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            osenv.kill_tree(proc)
             proc.wait()
             code = 124
         t_out.join()

@@ -121,18 +121,39 @@ def _describe(e: Exception | None) -> str:
 
 def _proxy_socket(command: str) -> Any:
     """paramiko's ProxyCommand, except that the command's end of output is the end of the
-    connection (paramiko's own spins until its timeout when the command exits), and that
-    closing it reaps the process."""
-    import os
+    connection (paramiko's own spins until its timeout when the command exits), that its output
+    is read by a thread (``select`` on a pipe does not work on Windows), that the command line is
+    run as OpenSSH would on this system (``osenv.proxy_popen_args``), and that closing it reaps
+    the process."""
+    import subprocess
 
     import paramiko
 
+    from mlops_env import osenv
+
     class _Proxy(paramiko.ProxyCommand):  # type: ignore[misc]
+        def __init__(self, command_line: str) -> None:  # noqa: D107 - paramiko's, without shlex on Windows
+            self.cmd = command_line
+            proc: Any = subprocess.Popen(  # noqa: S603 - the endpoint's own ProxyCommand
+                osenv.proxy_popen_args(command_line), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, bufsize=0)
+            self.process = proc
+            self.timeout = None
+            self.reader = osenv.PipeReader(proc.stdout)
+            self.errors = osenv.PipeReader(proc.stderr)
+
+        def send(self, content: bytes) -> int:
+            try:
+                self.process.stdin.write(content)
+                self.process.stdin.flush()
+            except (OSError, ValueError) as e:
+                raise paramiko.ProxyCommandFailure(self.cmd, str(e)) from e
+            return len(content)
+
         def recv(self, size: int) -> bytes:
-            r, _, _ = select.select([self.process.stdout], [], [], self.timeout)
-            if not r:
-                raise TimeoutError()  # socket.timeout: paramiko reads it as "no data yet"
-            return os.read(self.process.stdout.fileno(), size)  # b"" = EOF: paramiko raises EOFError
+            # TimeoutError is socket.timeout: paramiko reads it as "no data yet";
+            # b"" = EOF: paramiko raises EOFError.
+            return self.reader.recv(size, self.timeout)
 
         def close(self) -> None:
             if self.process.poll() is None:
@@ -153,16 +174,15 @@ def _proxy_socket(command: str) -> Any:
 
 def _proxy_failure(sock: Any, last: Exception | None) -> Exception | None:
     """The proxy command's last stderr line (it says why it could not connect), when it wrote one."""
-    import os
-
     proc = getattr(sock, "process", None)
-    if proc is None or proc.stderr is None:
+    errors = getattr(sock, "errors", None)
+    if proc is None or errors is None:
         return last
     try:
         proc.wait(timeout=2)
-        r, _, _ = select.select([proc.stderr], [], [], 0)
-        err = os.read(proc.stderr.fileno(), 8192) if r else b""
-        proc.stderr.close()
+        err = errors.drain(0.5)
+        if proc.stderr is not None:
+            proc.stderr.close()
     except Exception:  # noqa: BLE001 - best effort: the error message only
         return last
     lines = [ln for ln in err.decode("utf-8", "replace").splitlines() if ln.strip()]
@@ -378,6 +398,8 @@ def _collect(chan: Any, timeout: float | None, on_line: LineCallback | None) -> 
                 break
             continue
         if not got:
+            # A paramiko Channel's fileno is a socket pair on Windows (paramiko.pipe), so this
+            # select works there too; it is never given a process pipe (see _proxy_socket).
             select.select([chan], [], [], 0.1)
     for key in ("o", "e"):
         if on_line and partial[key]:
