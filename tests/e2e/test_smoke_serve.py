@@ -182,3 +182,24 @@ def test_a_killed_serve_run_leaves_nothing_the_next_run_trips_on(served_box: tup
     assert r.code == 0, r.stdout + r.stderr
     assert r.data["serve"]["matches"] == 200
     assert _box_state(docker_engine, box) == CLEAN
+
+
+def test_up_with_serve_serves_in_the_smoke_step(served_box: tuple[Env, Any], docker_engine: Any) -> None:
+    """`up ... --serve` (here through MLOPS_ENV_SERVE, the option's environment form): the smoke
+    step trains, serves and checks. The default base python:3.11-slim cannot be pulled here, so
+    the box's python image is tagged with that name on the box first."""
+    env, box = served_box
+    hosts.exec_in(docker_engine, box.container_id, ["docker", "tag", PY_IMAGE, "python:3.11-slim"])
+    try:
+        p = subprocess.run(  # noqa: S603 - our CLI
+            [mlops_env_bin(), "--json", "up", "ssh", NAME, "--host", box.host_spec, "--identity", str(box.identity),
+             "--smoke-test", "sample", "--ssh-timeout", "20"],
+            env={**env.env, "MLOPS_ENV_SERVE": "1"}, capture_output=True, text=True, timeout=900, check=False)
+        assert p.returncode == 0, p.stdout + p.stderr
+        report = json.loads((env.root / "reports" / NAME / "smoke-report.json").read_text())
+        s = report["data"]["serve"]
+        assert s["ok"] is True and (s["predictions_checked"], s["matches"]) == (200, 200) and s["via_tunnel"] is True
+        assert s["image"] == f"mlops-env/ride-duration:{report['data']['model_hash']}"
+        assert _box_state(docker_engine, box) == CLEAN
+    finally:
+        hosts.exec_in(docker_engine, box.container_id, ["docker", "rmi", "python:3.11-slim"], check=False)
