@@ -203,3 +203,22 @@ def test_up_with_serve_serves_in_the_smoke_step(served_box: tuple[Env, Any], doc
         assert _box_state(docker_engine, box) == CLEAN
     finally:
         hosts.exec_in(docker_engine, box.container_id, ["docker", "rmi", "python:3.11-slim"], check=False)
+
+
+def test_doctor_checks_the_builder_and_the_serve_port_read_only(served_box: tuple[Env, Any], docker_engine: Any) -> None:
+    env, box = served_box
+    r = env.mlops("--json", "doctor", NAME)
+    checks = {c["id"]: c for c in r.data["checks"]}
+    assert checks["docker.build"]["status"] == "ok", checks["docker.build"]
+    assert "classic builder" in checks["docker.build"]["message"] or "BuildKit" in checks["docker.build"]["message"]
+    assert checks["network.port-9696"]["status"] == "ok" and "free" in checks["network.port-9696"]["message"]
+    # Held by another program: a warning naming it (the user's own: ss shows its name).
+    pid = hosts.exec_in(docker_engine, box.container_id,
+                        "nohup python3 -m http.server 9696 --bind 127.0.0.1 >/dev/null 2>&1 & echo $!; sleep 1",
+                        user="ubuntu").stdout.strip()
+    try:
+        r = env.mlops("--json", "doctor", NAME)
+        c = {c["id"]: c for c in r.data["checks"]}["network.port-9696"]
+        assert c["status"] == "warn" and "python3" in c["message"] and "--serve-port" in c["hint"], c
+    finally:
+        hosts.exec_in(docker_engine, box.container_id, ["kill", pid], check=False)
