@@ -157,7 +157,10 @@ def run_serve(transport: Any, *, python: str, model_hash: str, rides_path: str |
     kv, check, err = _parse(res.stdout, res.stderr)
     if not res.ok:
         raise _error(res.exit_code, err, check, f"{provider or '<provider>'} {name}" if name else "")
-    assert check is not None
+    if check is None:
+        _down(transport, ui)
+        raise StepFailed("the serve check on the box printed no result",
+                         hint=escape(res.tail(3)) or "see the log file", code="serve-failed")
     out: dict[str, Any] = {
         "image": kv.get("image"),
         "base_image": opts.base_image,
