@@ -82,9 +82,12 @@ find_docker() {
 
 # Remove what any earlier run left: the project's containers and network, and every
 # ride-duration image except KEEP (the tag about to be built, if any).
+# GRACEFUL=1 (down): a running service is stopped by compose first; otherwise (a leftover of
+# a killed run, or a failure) it is removed directly: one compose v1 start-up less (~1 s).
 cleanup() {
   local keep=${1:-} ids img
-  if [ -f "$COMPOSE_FILE" ]; then
+  ids=$("${DOCKER[@]}" ps -aq --filter label=mlops-env.serve=1)
+  if [ -n "$ids" ] && [ "${GRACEFUL:-0}" = 1 ] && [ -f "$COMPOSE_FILE" ]; then
     "${COMPOSE[@]}" -p "$PROJECT" -f "$COMPOSE_FILE" down --remove-orphans -t 3 >/dev/null 2>&1 || true
   fi
   ids=$("${DOCKER[@]}" ps -aq --filter label=mlops-env.serve=1)
@@ -220,7 +223,7 @@ do_down() {
   mkdir -p "$DIR"
   exec 9>"$STATE/serve.lock"
   flock -w 600 9 || true
-  cleanup
+  GRACEFUL=1 cleanup
   say "service stopped and removed"
 }
 
