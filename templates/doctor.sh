@@ -211,6 +211,19 @@ compose_v1() {
   docker-compose version
 }
 verified_stamp() { cat "$HOME/.mlops-env/docker-verified"; }
+docker_build() {
+  # Can the user build an image: a builder (BuildKit's buildx plugin, or the classic builder
+  # that `docker build` runs without it, unless DOCKER_BUILDKIT=1 demands BuildKit), and free
+  # space where the layers go. Exit 3: no builder.
+  local root
+  if docker buildx version >/dev/null 2>&1; then echo "builder buildx $(docker buildx version | head -n 1)"
+  elif [ "${DOCKER_BUILDKIT:-}" = 1 ]; then echo "builder none (DOCKER_BUILDKIT=1 but no buildx plugin)"; return 3
+  elif command -v docker >/dev/null 2>&1; then echo "builder classic"
+  else echo "builder none"; return 3; fi
+  root=$(docker info --format '{{.DockerRootDir}}' 2>/dev/null || true)
+  echo "root ${root:-/var/lib/docker}"
+  df -Pk "${root:-/var/lib/docker}" 2>/dev/null || df -Pk /
+}
 
 http_head() {
   # http_head URL: "HTTP-CODE SECONDS" from curl, or curl's error; without curl, a TCP connect.
@@ -235,6 +248,7 @@ curl_version() { curl --version | head -n 1; }
 export TIMEOUT
 export -f ncpu cpu_quota memory disk clock virt conda_version conda_elsewhere libraries \
   shell_init docker_service groups_info docker_socket ssh_sessions container_run compose_v1 verified_stamp \
+  docker_build \
   http_head listening git_version curl_version
 
 case "$mode" in
@@ -266,6 +280,7 @@ case "$mode" in
     probe sessions 3 ssh_sessions
     probe run 10 container_run
     probe stamp 3 verified_stamp
+    probe build 5 docker_build
     ;;
   network)
     for u in "${URLS[@]+"${URLS[@]}"}"; do

@@ -118,7 +118,8 @@ def refresh_ssh_config(paths: Paths, record: Record) -> bool:
 def steps_for(options: Resolved, provider: str = "") -> list[Step]:
     from mlops_env.steps import idlestop
 
-    return [*workstation_steps(options["smoke_test"]), *idlestop.steps_for(provider, options), SshConfigStep()]
+    return [*workstation_steps(options["smoke_test"], bool(options.get("serve"))),
+            *idlestop.steps_for(provider, options), SshConfigStep()]
 
 
 def connect(paths: Paths, ep: Endpoint, timeout: float) -> Any:

@@ -40,6 +40,16 @@ def smoke_test(
     report_dir: Annotated[Path | None, typer.Option(
         "--report-dir", metavar="DIR",
         help="Where the report and model go [default: <data dir>/reports/local].")] = None,
+    serve: Annotated[bool, typer.Option(
+        "--serve", help="Then serve the model on the box: docker build, compose up on "
+        "127.0.0.1:9696, check 200 predictions there and one through the SSH connection.")] = False,
+    serve_base_image: Annotated[str, typer.Option(
+        "--serve-base-image", metavar="IMAGE",
+        help="Base image (with python3) of the service's image: a mirror or a local image.")] = "python:3.11-slim",
+    serve_port: Annotated[int, typer.Option(
+        "--serve-port", metavar="PORT", help="Port the service is published on (box loopback).")] = 9696,
+    keep_serving: Annotated[bool, typer.Option(
+        "--keep-serving", help="With --serve: leave the service running and print its URL.")] = False,
 ) -> None:
     """Train the MLOps Zoomcamp week-1 model (ride duration, linear regression) as a smoke test."""
     st = state(ctx)
@@ -49,6 +59,17 @@ def smoke_test(
         from mlops_env.smoke.local import ridetrain_args, run_local
 
         args = ridetrain_args(train=train, val=val, features=features, sample=sample)
+        serve_opts = None
+        if (keep_serving or serve_base_image != "python:3.11-slim" or serve_port != 9696) and not serve:
+            raise UsageError("--keep-serving, --serve-base-image and --serve-port need --serve",
+                             hint="add --serve")
+        if serve:
+            from mlops_env.smoke.serve import ServeOptions
+
+            if not name:
+                raise UsageError("--serve runs on a workstation: give its NAME",
+                                 hint="mlops-env smoke-test NAME --serve")
+            serve_opts = ServeOptions(base_image=serve_base_image, port=serve_port, keep=keep_serving)
         if name:
             if report_dir is not None:
                 from mlops_env.paths import get_paths
@@ -58,7 +79,8 @@ def smoke_test(
                     hint=f"a workstation's report is brought back to {get_paths().reports_dir / name}")
             from mlops_env.smoke.remote import run_on_workstation
 
-            data = run_on_workstation(name=name, args=args, ui=ui)
+            extra = {"serve": serve_opts} if serve_opts is not None else {}
+            data = run_on_workstation(name=name, args=args, ui=ui, **extra)
         else:
             from mlops_env.paths import get_paths
 
@@ -70,6 +92,11 @@ def smoke_test(
             try:
                 ui.out.print(ridetrain.summary(data), markup=False, highlight=False,
                              soft_wrap=True)
+                if isinstance(data.get("serve"), dict):
+                    from mlops_env.smoke.serve import summary as serve_summary
+
+                    ui.out.print(serve_summary(data["serve"]), markup=False, highlight=False,
+                                 soft_wrap=True)
             except (KeyError, TypeError, ValueError):
                 pass  # a remote result of another shape: the envelope still carries it
         return data

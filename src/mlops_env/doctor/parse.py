@@ -715,10 +715,45 @@ def docker_checks(docker: CheckResult | None, secs: Mapping[str, Section], *,
     else:
         checks.append(Check("docker.run", SKIP, "no local image to run a test container with"))
 
+    if ver.error != "missing" and "build" in secs:
+        checks.append(_build_check(_sec(secs, "build")))
+
     rest = [p for p in problems if p not in explained]
     if rest and not any(c.status == FAIL and c.step == "docker" for c in checks):
         checks.append(Check("docker.step", FAIL, "; ".join(rest), docker.hint, step="docker"))
     return checks
+
+
+# Building an image (`smoke-test --serve`, the course's deployment weeks) needs room for layers:
+# a python:3.11-slim base is about 150 MB, a course image with scikit-learn about 1.5 GB.
+BUILD_FAIL_GIB = 2.0
+BUILD_WARN_GIB = 5.0
+
+
+def _build_check(sec: Section) -> Check:
+    """``docker.build`` (issue 15): a builder, and free disk where Docker keeps layers."""
+    lines = sec.lines()
+    builder = next((ln.split(" ", 1)[1] for ln in lines if ln.startswith("builder ")), "")
+    root = next((ln.split(" ", 1)[1] for ln in lines if ln.startswith("root ")), "/var/lib/docker")
+    if sec.missing or sec.timed_out:
+        return Check("docker.build", SKIP, "could not check the image builder", seconds=sec.seconds)
+    if builder.startswith("none") or not builder:
+        why = builder[len("none"):].strip(" ()") if builder.startswith("none") else ""
+        return Check("docker.build", FAIL, "docker cannot build images (no builder" + (f": {why})" if why else ")"),
+                     "reinstall Docker with `mlops-env up` (its docker step)", sec.seconds, step="docker")
+    kind = "BuildKit (buildx)" if builder.startswith("buildx") else "the classic builder"
+    rows = parse_df("\n".join(ln for ln in lines if not ln.startswith(("builder ", "root "))))
+    if not rows:
+        return Check("docker.build", OK, f"{kind}; free space for layers unknown", seconds=sec.seconds)
+    free = rows[-1].free_gib
+    where = f"{_fmt_gib(free)} free for layers in {root}"
+    if free < BUILD_FAIL_GIB:
+        return Check("docker.build", FAIL, f"{kind}, but only {where}",
+                     "free disk space (`docker system prune` removes unused images)", sec.seconds)
+    if free < BUILD_WARN_GIB:
+        return Check("docker.build", WARN, f"{kind}; only {where}",
+                     "course images need a few GB: `docker system prune` removes unused ones", sec.seconds)
+    return Check("docker.build", OK, f"{kind}; {where}", seconds=sec.seconds)
 
 
 # -- network -----------------------------------------------------------------------------------
@@ -764,6 +799,7 @@ def network_checks(secs: Mapping[str, Section], *, urls: Mapping[str, str], side
             checks.append(Check(f"network.{key}", WARN, f"{host} not reachable: {desc}",
                                 hints.get(key), sec.seconds))
     checks.append(_ports_check(_sec(secs, "ports"), side, listening_ok))
+    checks.append(_serve_port_check(_sec(secs, "ports"), side))
     return checks
 
 
@@ -820,6 +856,31 @@ def _ports_check(sec: Section, side: str, owners_ok: Sequence[str]) -> Check:
                 "use `mlops-env up ... --no-forward` and `ssh -L 8889:localhost:8888 ALIAS`")
         return Check("network.ports", WARN, "; ".join(bad), hint, sec.seconds)
     return Check("network.ports", OK, ", ".join(notes), seconds=sec.seconds)
+
+
+SERVE_PORT = 9696  # the course's deployment week; `smoke-test --serve` publishes the model there
+
+
+def _serve_port_check(sec: Section, side: str) -> Check:
+    """``network.port-9696`` (issue 15): free for the served model (on the box: published on
+    loopback by Docker; here: the SSH forward), or already that (docker-proxy / ssh)."""
+    cid = f"network.port-{SERVE_PORT}"
+    if not sec.ok or sec.text.startswith("tool none"):
+        return Check(cid, SKIP, "cannot list listening ports", seconds=sec.seconds)
+    listening = parse_listening(sec.text)
+    if SERVE_PORT not in listening:
+        return Check(cid, OK, f"{SERVE_PORT} free (for the served model)", seconds=sec.seconds)
+    proc = listening[SERVE_PORT]
+    if proc == "ssh" and side != "box":
+        return Check(cid, OK, f"{SERVE_PORT} forwarded by ssh", seconds=sec.seconds)
+    if proc == "docker-proxy" and side == "box":
+        return Check(cid, OK, f"{SERVE_PORT} published by a container (the served model, if "
+                     "`smoke-test --serve --keep-serving` left it)", seconds=sec.seconds)
+    hint = ("stop it, or serve on another port: `mlops-env smoke-test NAME --serve --serve-port 9697`"
+            if side == "box" else
+            f"the SSH forward of the served model needs it: stop that program, or `ssh -L 9697:127.0.0.1:{SERVE_PORT} ALIAS`")
+    return Check(cid, WARN, f"{SERVE_PORT} (the served model) is taken by {proc or 'another program'}",
+                 hint, sec.seconds)
 
 
 # -- tools -------------------------------------------------------------------------------------

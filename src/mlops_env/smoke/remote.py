@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import PurePosixPath
 from typing import Any
 
-from mlops_env.errors import StepFailed, UsageError
+from mlops_env.errors import MlopsError, StepFailed, UsageError
 from mlops_env.fsutil import atomic_write
 from mlops_env.paths import ensure_private_dir, get_paths
 from mlops_env.state import Store, validate_name
 
 
-def run_on_workstation(*, name: str, args: list[str], ui: Any) -> dict[str, Any]:
+def run_on_workstation(*, name: str, args: list[str], ui: Any, serve: Any = None) -> dict[str, Any]:
+    """Train on the box; with ``serve`` (a ``smoke.serve.ServeOptions``) also serve the model
+    there as a web service and check it (issue 15); its result is the report's ``serve``."""
     from mlops_env.pipeline import connect
     from mlops_env.smoke.local import as_mlops_error
     from mlops_env.smoke.ridetrain import SmokeError
@@ -37,12 +40,27 @@ def run_on_workstation(*, name: str, args: list[str], ui: Any) -> dict[str, Any]
                                    on_line=lambda line: ui.detail(line))
         envelope = last_json(res.stdout)
         model = None
+        serve_result: dict[str, Any] | None = None
+        serve_error: Exception | None = None
         remote_model = (envelope or {}).get("data", {}).get("model") if envelope else None
         if envelope and envelope.get("status") == "ok":
             if remote_model:
                 got = transport.run(["base64", "-w0", str(remote_model)])
                 if got.ok:
                     model = base64.b64decode(got.stdout.strip())
+            if serve is not None:
+                from mlops_env.smoke.serve import run_serve
+
+                d = envelope.get("data") or {}
+                if not d.get("model_hash"):
+                    raise StepFailed("the box's training program exported no model for the service",
+                                     hint="run the smoke test again (it uploads the current program)")
+                try:
+                    serve_result = run_serve(transport, python=python, model_hash=str(d["model_hash"]),
+                                             rides_path=d.get("serve_rides"), opts=serve, ui=ui,
+                                             name=name, provider=rec.provider)
+                except MlopsError as e:
+                    serve_error = e
     finally:
         transport.close()
     if envelope is None:
@@ -53,9 +71,20 @@ def run_on_workstation(*, name: str, args: list[str], ui: Any) -> dict[str, Any]
         raise as_mlops_error(SmokeError(err.get("code", "failed"), err.get("message", "failed"),
                                         err.get("hint"), int(envelope.get("exit_code") or 1)))
     data = dict(envelope.get("data") or {})
+    if serve is not None:
+        # The last serve result (or failure) is part of the saved report: `status` shows it.
+        data["serve"] = serve_result if serve_error is None else {
+            "ok": False, "error": getattr(serve_error, "code", "serve-failed"),
+            "message": getattr(serve_error, "message", str(serve_error)),
+            "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if serve_error is None:
+            data["serve"]["ok"] = True
+        envelope = {**envelope, "data": data}
     out = paths.reports_dir / name
     ensure_private_dir(out)
     atomic_write(out / "smoke-report.json", json.dumps(envelope, indent=2) + "\n", mode=0o600)
+    if serve_error is not None:
+        raise serve_error
     data["remote_report"], data["report"] = data.get("report"), str(out / "smoke-report.json")
     if model is not None:
         local_model = out / PurePosixPath(str(remote_model)).name

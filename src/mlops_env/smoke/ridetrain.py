@@ -77,6 +77,10 @@ MAX_MINUTES = 60.0
 
 REPORT_NAME = "smoke-report.json"
 MODEL_NAME = "model.npz"
+MODEL_JSON_NAME = "model.json"  # the same model for the web service (`smoke-test --serve`)
+RIDES_NAME = "serve-rides.json"  # validation rides + this model's predictions, to check a service
+MODEL_FORMAT = "mlops-env/ride-duration-linear/1"
+SERVE_RIDES = 200
 
 # Always one-hot, whatever their stored type (the notebook casts them to str).
 ID_COLUMNS = ("PULocationID", "DOLocationID")
@@ -958,6 +962,113 @@ def load_model(path: str) -> tuple[Encoder, Any, float, dict[str, Any]]:
                 json.loads(str(z["meta"][0])))
 
 
+def _json_value(value: Any) -> Any:
+    """A raw input value as JSON: integral IDs as int, NaN as None, numpy scalars unwrapped."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, str) or value is None:
+        return value
+    if type(value).__name__ in ("NAType", "NaTType"):  # pandas' missing markers
+        return None
+    if isinstance(value, bool):
+        return value
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(f):
+        return None
+    if f.is_integer() and "int" in type(value).__name__:
+        return int(f)
+    return f
+
+
+def model_document(encoder: Encoder, coef: Any, intercept: float,
+                   training: dict[str, Any]) -> dict[str, Any]:
+    """The model as a small JSON document (the web service's input, issue 15).
+
+    ``features`` keeps the order of the design; a categorical feature maps each label seen in
+    training to its coefficient (a label not in the map contributes 0, as DictVectorizer
+    ignores unseen categories); a numeric one has one coefficient. ``inputs`` are the request
+    fields a prediction needs. ``hash`` is the first 16 hex digits of the sha256 of the
+    document without ``hash`` (canonical JSON: sorted keys, no spaces); floats are written
+    with ``repr`` so they read back bit for bit.
+    """
+    feats: list[dict[str, Any]] = []
+    offset = 0
+    values = [float(c) for c in list(coef)]
+    for name, kind in encoder.items():
+        if kind == "cat":
+            labels = encoder.vocab[name]
+            feats.append({"name": name, "kind": "categorical",
+                          "from": list(ID_COLUMNS) if name == PU_DO else [name],
+                          "coef": {lab: values[offset + i] for i, lab in enumerate(labels)}})
+            offset += len(labels)
+        else:
+            feats.append({"name": name, "kind": "numeric", "from": [name], "coef": values[offset]})
+            offset += 1
+    doc: dict[str, Any] = {
+        "format": MODEL_FORMAT,
+        "target": "duration in minutes (dropoff - pickup), trips of 1..60 minutes",
+        "inputs": base_columns(encoder.features),
+        "features": feats,
+        "intercept": float(intercept),
+        "labels": "IDs as the notebook's str cast: 132, 132.0 and '132' are '132'; null is 'nan'; "
+                  "PU_DO is PU + '_' + DO; unseen labels contribute 0",
+        "training": training,
+    }
+    doc["hash"] = model_hash(doc)
+    return doc
+
+
+def model_hash(doc: dict[str, Any]) -> str:
+    body = {k: v for k, v in doc.items() if k != "hash"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def label_of_json(value: Any) -> str:
+    """The training encoding's label for a JSON request value (None is a missing ID)."""
+    return "nan" if value is None else _label_of(value)
+
+
+def predict_document(doc: dict[str, Any], ride: dict[str, Any]) -> float:
+    """One prediction from the JSON model, in plain Python (what the web service computes)."""
+    total = float(doc["intercept"])
+    for feat in doc["features"]:
+        if feat["kind"] == "categorical":
+            label = "_".join(label_of_json(ride[c]) for c in feat["from"])
+            total += feat["coef"].get(label, 0.0)
+        else:
+            total += feat["coef"] * float(ride[feat["from"][0]])
+    return total
+
+
+def frame_sha256(frame: Frame) -> str:
+    """A hash of prepared data (for synthetic data, which has no file to hash)."""
+    import numpy as np
+
+    h = hashlib.sha256(np.ascontiguousarray(frame.y, dtype="float64").tobytes())
+    for name in sorted(frame.columns):
+        h.update(name.encode())
+        h.update("\x1f".join(_label_of(v) for v in frame.columns[name].tolist()).encode())
+    return h.hexdigest()
+
+
+def serve_rides(frame: Frame, features: list[str], expected: Any,
+                count: int = SERVE_RIDES) -> list[dict[str, Any]]:
+    """``count`` validation rides spread over the set: raw inputs and the model's prediction."""
+    n = len(frame)
+    if n == 0:
+        return []
+    step = max(1, n // count)
+    rides = []
+    for i in range(0, n, step)[:count]:
+        ride = {c: _json_value(frame.columns[c].iloc[i]) for c in base_columns(features)}
+        rides.append({"row": i, "ride": ride, "duration": float(expected[i])})
+    return rides
+
+
 def versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {"python": platform.python_version()}
     for mod, dist in (("numpy", "numpy"), ("pandas", "pandas"), ("pyarrow", "pyarrow"),
@@ -1078,11 +1189,24 @@ def run(train: str | None = None, val: str | None = None, features: str | None =
         "report": os.path.join(report_dir, REPORT_NAME),
         "model": os.path.join(report_dir, MODEL_NAME),
     }
+    train_info = sources["train"]
+    doc = model_document(encoder, coef, intercept, {
+        "src": train_info["src"], "rows": len(frames["train"]),
+        "sha256": train_info.get("sha256") or frame_sha256(frames["train"]),
+        "sha256_of": "file" if train_info.get("sha256") else "prepared data",
+        "rmse_train": rmse_train, "rmse_val": rmse_val})
+    data["model_json"] = os.path.join(report_dir, MODEL_JSON_NAME)
+    data["model_hash"] = doc["hash"]
+    data["serve_rides"] = os.path.join(report_dir, RIDES_NAME)
+    rides = serve_rides(frames["val"], feats, predict(d_val, coef, intercept))
     try:
         os.makedirs(report_dir, exist_ok=True)
         save_model(data["model"], encoder, coef, intercept,
                    {"features": feats, "rmse_train": rmse_train, "rmse_val": rmse_val,
                     "train_source": data["train_source"], "synthetic": bool(sample)})
+        _atomic_write(data["model_json"], (json.dumps(doc, indent=1, allow_nan=False) + "\n").encode())
+        _atomic_write(data["serve_rides"], (json.dumps({"model": doc["hash"], "rides": rides},
+                                                       allow_nan=False) + "\n").encode())
         data["seconds"]["total"] = round(time.perf_counter() - t_start, 4)
         write_report(data["report"], envelope(data))
     except OSError as e:

@@ -130,16 +130,19 @@ class DockerStep(Step):
 class SmokeStep(Step):
     id = "smoke"
     title = "smoke test"
-    needs = ("conda",)
+    needs: tuple[str, ...] = ("conda",)
 
-    def __init__(self, conda: CondaStep) -> None:
+    def __init__(self, conda: CondaStep, serve: bool = False) -> None:
         self.conda = conda
+        self.serve = serve  # `up --serve` (issue 15): then serve the model in Docker and check it
+        if serve:
+            self.needs = ("conda", "docker")
 
     def mode(self, ctx: StepContext) -> str:
         return str(ctx.options["smoke_test"])
 
     def key(self, ctx: StepContext) -> str:
-        return f"{self.mode(ctx)}:{self.conda.python(ctx)}"
+        return f"{self.mode(ctx)}:{self.conda.python(ctx)}" + (":serve" if self.serve else "")
 
     def check_call(self, ctx: StepContext) -> ScriptCall:
         return ScriptCall("smoke.sh", ("check", "--key", self.key(ctx)))
@@ -156,6 +159,8 @@ class SmokeStep(Step):
         if report is not None:
             ctx.data["smoke"] = report
         if res.ok and report is not None and report.get("status") == "ok":
+            if self.serve:
+                self.apply_serve(ctx, report)
             return
         if report and report.get("errors"):
             err = report["errors"][0]
@@ -166,6 +171,30 @@ class SmokeStep(Step):
         raise_for_script(self.id, res)
         raise StepFailed("step smoke failed: the training printed no report",
                          hint="see the log file for its output")
+
+    def apply_serve(self, ctx: StepContext, report: dict[str, Any]) -> None:
+        """Serve the trained model in Docker and check it (smoke.serve); a failure un-passes."""
+        from mlops_env.errors import MlopsError
+        from mlops_env.smoke.serve import ServeOptions, run_serve
+
+        d = report.get("data") or {}
+        transport = ctx.transport.fresh()  # a new login: the docker group applies there
+        try:
+            d["serve"] = run_serve(
+                transport, python=self.conda.python(ctx), model_hash=str(d.get("model_hash") or ""),
+                rides_path=d.get("serve_rides"), opts=ServeOptions(), ui=_StepUi(ctx, self.id),
+                name=ctx.record.name, provider=ctx.record.provider)
+            d["serve"]["ok"] = True
+        except MlopsError as e:
+            d["serve"] = {"ok": False, "error": e.code, "message": e.message}
+            try:  # not passed: the next `up` runs it again
+                transport.run(["sh", "-c", 'rm -f "$HOME/.mlops-env/smoke/passed"'])
+            except MlopsError:
+                pass
+            raise StepFailed(f"step smoke failed: serving the model: {e.message}", hint=e.hint) from e
+        finally:
+            if transport is not ctx.transport:
+                transport.close()
 
     def describe_apply(self, ctx: StepContext) -> str:
         data = "synthetic sample data" if self.mode(ctx) == "sample" else "the course's TLC data (Jan/Feb 2021)"
@@ -203,10 +232,23 @@ def last_json(text: str) -> dict[str, Any] | None:
     return None
 
 
-def workstation_steps(smoke: str = "course") -> list[Step]:
+class _StepUi:
+    """The few ui calls smoke.serve makes, as step output lines."""
+
+    def __init__(self, ctx: StepContext, step_id: str) -> None:
+        self.ctx, self.step_id = ctx, step_id
+
+    def detail(self, line: str) -> None:
+        self.ctx.on_line(self.step_id, line)
+
+    def warn(self, line: str) -> None:
+        self.ctx.on_line(self.step_id, line)
+
+
+def workstation_steps(smoke: str = "course", serve: bool = False) -> list[Step]:
     """The remote bootstrap steps of ``up`` (the local ssh-config step is added by the pipeline)."""
     conda = CondaStep()
     steps: list[Step] = [BaseStep(), conda, DockerStep()]
     if smoke != "off":
-        steps.append(SmokeStep(conda))
+        steps.append(SmokeStep(conda, serve=serve))
     return steps
