@@ -113,7 +113,10 @@ class Forward:
 
 JUPYTER = Forward(8888, "localhost", 8888)
 MLFLOW = Forward(5000, "localhost", 5000)
-DEFAULT_FORWARDS: tuple[Forward, ...] = (JUPYTER, MLFLOW)
+# The course's deployment week (and `smoke-test --serve`) publishes the model on the box's
+# IPv4 loopback only: forward to 127.0.0.1, not `localhost` (which may resolve to ::1).
+PREDICT = Forward(9696, "127.0.0.1", 9696)
+DEFAULT_FORWARDS: tuple[Forward, ...] = (JUPYTER, MLFLOW, PREDICT)
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,7 @@ def test_block_text_and_permissions(paths):
         "    UpdateHostKeys no\n"
         "    LocalForward localhost:8888 localhost:8888\n"
         "    LocalForward localhost:5000 localhost:5000\n"
+        "    LocalForward localhost:9696 127.0.0.1:9696\n"
         "    ExitOnForwardFailure no\n"
         "    ServerAliveInterval 30\n"
         "    ServerAliveCountMax 4\n"
@@ -456,6 +457,7 @@ def test_ssh_resolves_our_alias_through_the_include(paths, user_cfg):
     assert o["localforward"] == [
         "[localhost]:8888 [localhost]:8888",
         "[localhost]:5000 [localhost]:5000",
+        "[localhost]:9696 [127.0.0.1]:9696",
     ]
     assert o["serveraliveinterval"] == ["30"]
     # A user `Host *` after our Include does not shadow us: no warnings.
