@@ -511,3 +511,32 @@ def test_dry_run_changes_nothing_and_prints_the_plan(moto_ec2: Any) -> None:
                  "RunInstances would be allowed"):
         assert want in plan, want
     assert not get_paths().state_dir.exists()
+
+
+def test_a_changed_host_key_tag_is_refused_not_trusted(moto_ec2: Any) -> None:
+    """Issue 11.2: anyone allowed ec2:CreateTags could point the tag at their own key. The key
+    this machine pinned wins; a disagreeing tag is a changed host key (exit 6), both
+    fingerprints named. Nothing is re-pinned."""
+    from mlops_env.errors import HostKeyError
+    from mlops_env.keys import fingerprint_of, generate_host_keypair
+
+    h = Harness()
+    first = h.up("ws")
+    knownhosts.pin(h.paths, "mlops-env-ws", first.host_key or "")
+    inst = _one_instance(moto_ec2)
+    evil = generate_host_keypair(comment="attacker").public_line
+    moto_ec2.create_tags(Resources=[inst["InstanceId"]], Tags=[{"Key": "mlops-env:host-key", "Value": evil}])
+    with pytest.raises(HostKeyError) as e:
+        h.up("ws")
+    assert e.value.code == "host-key-changed" and e.value.exit_code == 6
+    assert fingerprint_of(evil) in e.value.message and fingerprint_of(first.host_key or "") in e.value.message
+    assert "CreateTags" in (e.value.hint or "")
+    assert knownhosts.lookup(h.paths, "mlops-env-ws") == [first.host_key]
+    assert Store(h.paths).load("ws").provider_data["host_key"] == first.host_key
+    # The pin in known_hosts alone (a lost record) is enough to refuse the tag, too.
+    Store(h.paths).delete("ws")
+    with pytest.raises(HostKeyError):
+        h.up("ws")
+    # Nothing pinned on this machine (another machine): the tag fills the key in, as before.
+    knownhosts.unpin(h.paths, "mlops-env-ws")
+    assert split_public_key(h.up("ws").host_key or "") == split_public_key(evil)

@@ -188,7 +188,7 @@ class Ec2Provider(Provider):
             inst, action = self._resume(ec2, record, inst, cidr, auto, progress, options)
         if state_of(inst) != "running" or not inst.get("PublicIpAddress"):
             inst = ec2.wait_public_ip(inst["InstanceId"])
-        host_key = self._host_key(ec2, record, inst)
+        host_key = self._host_key(ec2, record, inst, own_launch=action.startswith(("created", "adopted")))
         self._remember(record, inst, cidr, auto)
         ep = self._endpoint(record, inst, str(key.private_path))
         detail = f"instance {inst['InstanceId']} {inst.get('InstanceType')} in {inst.get('Placement', {}).get('AvailabilityZone', '?')}, {inst['PublicIpAddress']} ({action})"
@@ -351,21 +351,42 @@ class Ec2Provider(Provider):
             if ec2.set_ssh_rule(g["GroupId"], cidr):
                 log.info("SSH rule of %s set to %s", g["GroupId"], cidr)
 
-    def _host_key(self, ec2: Ec2, record: Record, inst: dict[str, Any]) -> str:
-        """The instance's public host key: the record's, checked against the instance's tag;
-        when the record lost it, the tag or the user data (both from the AWS API)."""
+    def _host_key(self, ec2: Ec2, record: Record, inst: dict[str, Any], *, own_launch: bool) -> str:
+        """The instance's public host key. What this machine pinned (the record, its known_hosts)
+        is the truth; the instance's ``mlops-env:host-key`` tag must agree with it, or this is
+        refused as a changed host key: anyone with ``ec2:CreateTags`` in the account could set
+        the tag. Only when this machine pinned nothing (another machine's workstation, a lost
+        state dir) do the tag, then the user data, fill the key in: both come through the
+        authenticated AWS API. ``own_launch``: this run created (or adopted its own in-flight
+        launch of) the instance, so the record's new key replaces an older pin of the name."""
         from mlops_env.aws import cloudinit
         from mlops_env.aws import ec2 as ec2mod
-        from mlops_env.keys import split_public_key
+        from mlops_env.errors import HostKeyError
+        from mlops_env.keys import fingerprint_of, split_public_key
 
         pd = record.provider_data
-        tag = ec2mod.tags_of(inst).get(TAG_HOST_KEY)
-        mine = pd.get("host_key")
-        if mine and tag and split_public_key(mine) != split_public_key(tag):
-            log.info("record host key differs from the instance's tag: using the tag's")
-            mine = None
-        if not mine:
-            mine = tag
+        tag_raw = ec2mod.tags_of(inst).get(TAG_HOST_KEY)
+        tag = _norm_key(tag_raw) if tag_raw else None
+        trusted = self._trusted_keys(record, own_launch=own_launch)
+        if trusted:
+            retired = [_norm_key(k) for k in pd.get("retired_host_keys") or []]
+            if tag and tag not in trusted and tag not in retired:
+                mine = ", ".join(fingerprint_of(k) for k in trusted)
+                raise HostKeyError(
+                    f"host key of {record.name} changed: this machine pinned {mine}, but the "
+                    f"{TAG_HOST_KEY} tag of {inst['InstanceId']} says {fingerprint_of(tag)}; mlops-env refuses "
+                    "to trust the tag (anyone allowed ec2:CreateTags in the account can set it)",
+                    hint=f"find out who changed the tag (CloudTrail: CreateTags on {inst['InstanceId']}) and compare "
+                    "with the box's real key (`aws ec2 get-console-output` prints its fingerprints); if the box "
+                    f"was really rebuilt, `mlops-env down {record.name}` and `up` again",
+                    code="host-key-changed")
+            if tag and tag in retired:
+                self._tag_stale = True  # our rotation did not get to re-tag: after_connect does
+            current = pd.get("host_key")
+            ktype, b64 = split_public_key(current if current and _norm_key(current) in trusted else trusted[0])
+            pd["host_key"] = f"{ktype} {b64}"
+            return f"{ktype} {b64}"
+        mine = tag
         if not mine:
             try:
                 attr = ec2.aws.call("ec2", "describe_instance_attribute", InstanceId=inst["InstanceId"],
@@ -382,6 +403,22 @@ class Ec2Provider(Provider):
         ktype, b64 = split_public_key(mine)
         pd["host_key"] = f"{ktype} {b64}"
         return f"{ktype} {b64}"
+
+    def _trusted_keys(self, record: Record, *, own_launch: bool) -> list[str]:
+        """The host keys this machine pinned for the workstation, normalised ("type base64")."""
+        from mlops_env import knownhosts
+
+        pd = record.provider_data
+        keys = [pd.get("host_key")]
+        rot = pd.get("host_key_rotation") or {}
+        keys += [rot.get("old"), rot.get("new")]
+        if not own_launch:
+            keys += knownhosts.lookup(self.paths, host_key_alias_for(record.name))
+        out: list[str] = []
+        for k in keys:
+            if k and _norm_key(k) not in out:
+                out.append(_norm_key(k))
+        return out
 
     def _remember(self, record: Record, inst: dict[str, Any], cidr: str, auto: bool) -> None:
         pd = record.provider_data
@@ -539,6 +576,12 @@ class Ec2Provider(Provider):
                              hint=f"run `mlops-env down {record.name}` again in a minute", code="down-incomplete")
         removed.append(f"verified: nothing tagged {TAG_NAME}={record.name} remains in {aws.region}")
         return removed
+
+
+def _norm_key(line: str) -> str:
+    from mlops_env.keys import split_public_key
+
+    return " ".join(split_public_key(line))
 
 
 def _token_base(record: Record, host_fp: str) -> str:
