@@ -540,3 +540,36 @@ def test_a_changed_host_key_tag_is_refused_not_trusted(moto_ec2: Any) -> None:
     # Nothing pinned on this machine (another machine): the tag fills the key in, as before.
     knownhosts.unpin(h.paths, "mlops-env-ws")
     assert split_public_key(h.up("ws").host_key or "") == split_public_key(evil)
+
+
+def test_down_of_a_spot_workstation_cancels_its_request_and_checks_snapshots_too(moto_ec2: Any) -> None:
+    """Issue 11.14. moto's RunInstances makes no spot request (AWS does, tagged from the
+    TagSpecifications mlops-env sends): the test makes the one AWS would. A snapshot with the
+    disk's tags is what a backup policy copying tags (DLM CopyTags) leaves."""
+    h = Harness()
+    h.up("ws", spot=True)
+    inst = _one_instance(moto_ec2)
+    ours = [{"Key": "mlops-env:name", "Value": "ws"}, {"Key": "managed-by", "Value": "mlops-env"}]
+    req = moto_ec2.request_spot_instances(
+        InstanceCount=1, Type="persistent", InstanceInterruptionBehavior="stop",
+        LaunchSpecification={"ImageId": seed.NOBLE_AMD64, "InstanceType": "t3.xlarge"},
+        TagSpecifications=[{"ResourceType": "spot-instances-request", "Tags": ours}])["SpotInstanceRequests"][0]
+    # moto launches an (untagged) instance for the request; AWS's is `inst` itself.
+    moto_ec2.terminate_instances(InstanceIds=[req["InstanceId"]])
+    vol = tagged(moto_ec2, "ws")["volumes"][0]
+    snap = moto_ec2.create_snapshot(VolumeId=vol["VolumeId"],
+                                    TagSpecifications=[{"ResourceType": "snapshot", "Tags": ours}])
+    p = h.provider()
+    rec = Store(h.paths).load("ws")
+    from mlops_env.aws.ec2 import Ec2
+    from mlops_env.aws.session import Aws
+
+    left = Ec2(Aws("eu-west-1", None), "ws").leftovers()
+    assert f"spot request {req['SpotInstanceRequestId']}" in left and f"snapshot {snap['SnapshotId']}" in left
+    assert any("spot request" in line for line in p.describe_destroy(rec))
+    removed = p.destroy(rec, h.progress.append)
+    assert f"spot request {req['SpotInstanceRequestId']}" in removed and f"snapshot {snap['SnapshotId']}" in removed
+    assert removed[-1] == "verified: nothing tagged mlops-env:name=ws remains in eu-west-1"
+    assert all(v == [] for v in tagged(moto_ec2, "ws").values()), tagged(moto_ec2, "ws")
+    live = moto_ec2.describe_spot_instance_requests(Filters=[{"Name": "state", "Values": ["open", "active", "disabled"]}])
+    assert not live["SpotInstanceRequests"] and inst["InstanceId"]  # cancelled (moto then forgets it)

@@ -371,9 +371,9 @@ class Ec2Provider(Provider):
         if trusted:
             retired = [_norm_key(k) for k in pd.get("retired_host_keys") or []]
             if tag and tag not in trusted and tag not in retired:
-                mine = ", ".join(fingerprint_of(k) for k in trusted)
+                pinned_fps = ", ".join(fingerprint_of(k) for k in trusted)
                 raise HostKeyError(
-                    f"host key of {record.name} changed: this machine pinned {mine}, but the "
+                    f"host key of {record.name} changed: this machine pinned {pinned_fps}, but the "
                     f"{TAG_HOST_KEY} tag of {inst['InstanceId']} says {fingerprint_of(tag)}; mlops-env refuses "
                     "to trust the tag (anyone allowed ec2:CreateTags in the account can set it)",
                     hint=f"find out who changed the tag (CloudTrail: CreateTags on {inst['InstanceId']}) and compare "
@@ -557,7 +557,10 @@ class Ec2Provider(Provider):
         region = pd.get("region") or record.options.get("region") or "the default region"
         what = [f"terminate instance {pd['instance_id']} ({pd.get('instance_type', '?')}, {pd.get('zone', '?')}) "
                 "and its encrypted root volume"] if pd.get("instance_id") else ["terminate its instance, if any"]
-        what.append(f"delete security group {resource_name(record.name)} and key pair {resource_name(record.name)}")
+        if record.options.get("spot"):
+            what.insert(0, "cancel its spot request (it would launch a new instance otherwise)")
+        what.append(f"delete security group {resource_name(record.name)} and key pair {resource_name(record.name)}, "
+                    "and any volume or snapshot that carries its tags (a backup policy copying the disk's tags)")
         what.append(f"then check that nothing tagged {TAG_NAME}={record.name} remains in {region}")
         return what
 
