@@ -42,7 +42,7 @@ def _check_mode(box: Any, key: str) -> Any:
 
 
 def test_rotation_killed_after_every_phase_still_connects_and_finishes(
-        make_user: Any, moto_server: Any, docker_engine: Any) -> None:
+        make_user: Any, moto_server: Any, docker_engine: Any, cloudinit_image: Any) -> None:
     name = "hk-kill"
     alias = f"mlops-{name}"
     ec2 = moto_server.client()
@@ -97,7 +97,7 @@ def test_rotation_killed_after_every_phase_still_connects_and_finishes(
 
 
 def test_a_failed_rotation_keeps_the_user_data_key_and_says_so(
-        make_user: Any, moto_server: Any, docker_engine: Any) -> None:
+        make_user: Any, moto_server: Any, docker_engine: Any, cloudinit_image: Any) -> None:
     name = "hk-fail"
     ec2 = moto_server.client()
     with InstanceStandIn(docker_engine, ec2, name) as box:

@@ -7,7 +7,9 @@ of its own that lets only tcp/22 in from ``--allow-cidr`` (default: the caller's
 /32), and the instance (IMDSv2 required, encrypted gp3 root volume deleted on termination,
 instance-initiated shutdown = stop) with an SSH host key generated here and handed over in
 cloud-init user data. That public key is the trusted channel: the pipeline pins it before the
-first connection.
+first connection; over that connection ``after_connect`` has the box make a new key whose
+private half never leaves it, and retires the user-data one (docs/ec2.md "Host key"). A tag
+never replaces a pinned key.
 
 Idempotent by tag: running -> reuse, stopped -> start, pending/stopping -> wait, missing ->
 create, more than one -> refuse. The record is saved (host public key, ClientToken base)
@@ -137,7 +139,7 @@ class Ec2Provider(Provider):
             f"  root volume {options['disk_gb']} GB gp3, encrypted, deleted with the instance; IMDSv2 "
             "required (hop limit 1); shutdown from inside = stop",
             "  SSH host key: a new ED25519 key generated here, handed over in cloud-init user data and "
-            "pinned before the first connection",
+            "pinned before the first connection, then replaced by a key made on the box (the user-data one is retired)",
             f"key pair: {'reuse' if kp else 'import'} {resource_name(record.name)} (mlops-env's ED25519 key"
             f"{' ' + kc.keypair.fingerprint if kc.keypair else ', created on the first real run'})",
             f"security group: {'reuse' if ec2.security_groups() else 'create'} {resource_name(record.name)} "
