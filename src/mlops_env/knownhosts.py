@@ -201,3 +201,23 @@ def _locked(paths: Paths) -> Iterator[None]:
     with file_lock(paths.ssh_dir / ".known_hosts.lock", timeout=_LOCK_TIMEOUT,
                    what=f"editing {paths.known_hosts}"):
         yield
+
+
+def set_pins(paths: Paths, alias: str, public_key_lines: list[str]) -> bool:
+    """Pin exactly ``public_key_lines`` for ``alias``, in this order, in one atomic write;
+    True when the file changed. For a host key rotation (``providers/ec2.py``): while the box
+    switches keys both are pinned (OpenSSH accepts either), the one the box serves first
+    (``pipeline.connect`` asks paramiko for the first); afterwards only the new one."""
+    validate_alias(alias)
+    keys = [split_public_key(k) for k in public_key_lines]
+    if not keys:
+        raise ValueError("set_pins needs at least one key (use unpin to forget a box)")
+    with _locked(paths):
+        text = _read(paths)
+        if _entries(text, alias) == keys:
+            return False
+        base = _without(text, alias) or HEADER
+        if not base.endswith("\n"):
+            base += "\n"
+        _write(paths, base + "".join(f"{alias} {t} {b}\n" for t, b in keys))
+        return True

@@ -243,6 +243,8 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
     # 3. one connection, facts + all checks in one round-trip
     events.progress(f"connecting to {ep.user}@{ep.host}:{ep.port}")
     transport = connect(paths, ep, max(opts["ssh_timeout"], prov.ready_timeout or 0))
+    if hasattr(provider, "after_connect"):  # EC2: retire the host key that came in user data
+        transport = provider.after_connect(record, transport, events.progress)
     try:
         steps = steps_for(opts, req.provider)
         ctx = StepContext(transport=transport, facts=Facts({}), options=opts, record=record,

@@ -161,3 +161,19 @@ def make_user(tmp_path: Path, moto_server: MotoServer, ip_lookup: str) -> Any:
                     ip_lookup_url=ip_lookup, ssh_target=ssh_target or f"127.0.0.1:{closed_port()}")
 
     return make
+
+
+@pytest.fixture(scope="session")
+def cloudinit_image(docker_engine: Any) -> str:
+    """``mlops-env-test/vm-cloudinit:bookworm`` (built from the vm image on first use, ~35 s:
+    apt-get install cloud-init needs Debian's mirror); the instance stand-in boots it."""
+    from images.build import ensure_cloudinit_image
+
+    try:
+        return str(ensure_cloudinit_image(docker_engine))
+    except Exception as e:  # noqa: BLE001
+        why = (f"the cloud-init test image cannot be built here ({type(e).__name__}: {e}); "
+               "build it as root with: python tests/images/build.py --only cloudinit")
+        if os.environ.get("MLOPS_TEST_REQUIRE_E2E", "") == "1":  # as tests/conftest.py: CI must run it
+            pytest.fail(f"{why} (MLOPS_TEST_REQUIRE_E2E=1: e2e tests must run here)", pytrace=False)
+        pytest.skip(why)

@@ -79,7 +79,8 @@ class Harness:
 
 
 def tagged(ec2: Any, name: str) -> dict[str, list[Any]]:
-    """Everything carrying ``mlops-env:name=NAME`` (terminated instances excluded)."""
+    """Everything carrying ``mlops-env:name=NAME`` (terminated instances and cancelled or
+    closed spot requests excluded): what `down` must leave empty."""
     f = [{"Name": "tag:mlops-env:name", "Values": [name]}]
     inst = [i for r in ec2.describe_instances(Filters=[*f, {"Name": "instance-state-name", "Values": LIVE}])["Reservations"]
             for i in r["Instances"]]
@@ -89,6 +90,9 @@ def tagged(ec2: Any, name: str) -> dict[str, list[Any]]:
         "security_groups": ec2.describe_security_groups(Filters=f)["SecurityGroups"],
         "key_pairs": ec2.describe_key_pairs(Filters=f)["KeyPairs"],
         "network_interfaces": ec2.describe_network_interfaces(Filters=f)["NetworkInterfaces"],
+        "spot_requests": ec2.describe_spot_instance_requests(
+            Filters=[*f, {"Name": "state", "Values": ["open", "active", "disabled"]}])["SpotInstanceRequests"],
+        "snapshots": ec2.describe_snapshots(OwnerIds=["self"], Filters=f)["Snapshots"],
     }
 
 

@@ -1,19 +1,20 @@
-"""STAND-IN for what happens on a real EC2 instance, played by a systemd container (``vm_host``).
+"""STAND-IN for an EC2 instance: a systemd container whose first boot is done by the REAL
+cloud-init (Debian's ``cloud-init`` package, image ``mlops-env-test/vm-cloudinit:bookworm``
+from tests/images/build.py).
 
 moto makes instances that exist only on paper. The black-box tests need one that boots, runs
-sshd and can be bootstrapped, so a VM-like container plays it, and this module plays cloud-init
-for it, the way the real one would on first boot:
+sshd and can be bootstrapped; what cloud-init does on it (deleting the image's host keys,
+installing the key from user data, generating no others, creating the login user ``ubuntu``
+with the key pair's key and passwordless sudo, sshd's ordering with the key writing) must be
+what cloud-init really does, so nothing of it is played in test code: the container is seeded
+through NoCloud with the exact user data ``up ec2`` sent to (moto's) RunInstances and the key
+pair's public key as EC2's metadata service would serve it. Only the datasource (NoCloud
+instead of EC2's metadata service) and the machine (a container) are stand-ins.
 
-- it reads the instance's user data back from the (moto) EC2 API (DescribeInstanceAttribute
-  userData) and installs ``ssh_keys`` as the host key, deleting every other host key
-  (``ssh_deletekeys``, no ``ssh_genkeytypes``);
-- it installs the instance's key pair (DescribeKeyPairs, IncludePublicKey) as the login
-  user's ``authorized_keys``;
-- sshd runs only while the instance is ``running`` (stop -> sshd stops, start -> it starts).
-
-Until the first boot the container has no host keys and no sshd, like a VM that is still
-booting. mlops-env only ever reaches it through the documented test seam
-``MLOPS_ENV_TEST_SSH_ADDRESS_MAP`` (fake public IP -> the container's loopback port).
+Until the instance runs in moto the container is created but not started, like a VM that has
+not booted. mlops-env only ever reaches it through the documented test seam
+``MLOPS_ENV_TEST_SSH_ADDRESS_MAP`` (fake public IP -> the container's loopback port,
+``InstanceStandIn.port``, chosen before the boot).
 """
 
 from __future__ import annotations
@@ -26,38 +27,72 @@ from typing import Any
 import hosts
 import yaml
 
-_PREPARE = r"""
-set -eu
-systemctl stop ssh.service >/dev/null 2>&1 || true
-rm -f /etc/ssh/ssh_host_*
-"""
+# ----------------------------------------------------------------------------- real cloud-init
 
-_FIRST_BOOT = r"""
-set -eu
-rm -f /etc/ssh/ssh_host_*
-umask 077
-printf '%s\n' "$PRIV" > /etc/ssh/ssh_host_ed25519_key
-umask 022
-printf '%s\n' "$PUB" > /etc/ssh/ssh_host_ed25519_key.pub
-install -d -m 0700 -o "$U" -g "$U" "/home/$U/.ssh"
-printf '%s\n' "$AUTH" > "/home/$U/.ssh/authorized_keys"
-chown "$U:$U" "/home/$U/.ssh/authorized_keys"; chmod 0600 "/home/$U/.ssh/authorized_keys"
-"""
+_NOCLOUD = "/var/lib/cloud/seed/nocloud"
+# Socket activation as on Ubuntu 22.10+: sshd is not started at boot, ssh.socket listens and
+# starts it on the first connection. Set before the first boot, like an image would have it.
+_SOCKET_VARIANT = "systemctl disable ssh.service >/dev/null 2>&1; systemctl enable ssh.socket >/dev/null 2>&1; "
 
 
 class InstanceStandIn:
-    """Watches one workstation's instance in moto and makes the container follow it."""
+    """STAND-IN for an EC2 instance whose first boot is done by the REAL cloud-init.
 
-    def __init__(self, docker: Any, vm: Any, ec2: Any, name: str, user: str = "ubuntu") -> None:
-        self.docker, self.vm, self.ec2, self.name, self.user = docker, vm, ec2, name, user
+    A container of ``mlops-env-test/vm-cloudinit:bookworm`` (Debian's ``cloud-init`` package,
+    tests/images/build.py) is created (not started) on a loopback port chosen up front. When
+    the workstation's instance is ``running`` in moto, its NoCloud seed is written from what
+    EC2 would give the instance: ``user-data`` = the exact user data of the instance
+    (DescribeInstanceAttribute), ``meta-data`` = instance id, hostname and the key pair's
+    public key (``public-keys``, as EC2's metadata service serves it). Then the container
+    boots: systemd, cloud-init (host keys: ``ssh_deletekeys``/``ssh_keys``/``ssh_genkeytypes``;
+    the default user ``ubuntu`` with the key pair's key), sshd. Instance stopped -> sshd (and
+    its socket) stopped; started -> started again (a reboot would keep cloud-init's per-instance
+    work, as this does).
+
+    ``socket_activated``: sshd behind ``ssh.socket`` instead of ``ssh.service`` at boot.
+    ``self.handshakes``: every host key a probe thread saw from the moment the container
+    started (it connects as early and as often as it can), to check the ordering of sshd and
+    cloud-init's key writing.
+    """
+
+    def __init__(self, docker: Any, ec2: Any, name: str, *, socket_activated: bool = False) -> None:
+        import os
+        import socket
+
+        from images.build import CLOUDINIT_IMAGE, TEST_LABEL, ensure_cloudinit_image
+
+        self.docker, self.ec2, self.name, self.socket_activated = docker, ec2, name, socket_activated
+        ensure_cloudinit_image(docker)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.host = "127.0.0.1"
         self.booted: set[str] = set()
-        self.sshd = False
         self.errors: list[str] = []
         self.events: list[str] = []
+        self.handshakes: list[str] = []
+        self.running = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        hosts.exec_in(docker, vm.container_id, _PREPARE)
+        self._probe_thread: threading.Thread | None = None
+        from docker.types import Mount
 
+        hc = docker.api.create_host_config(
+            cap_add=["ALL"], cap_drop=["SYS_RESOURCE"], security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+            cgroupns="private", tmpfs={"/run": "", "/run/lock": ""},
+            mounts=[Mount(target="/var/lib/docker", source=None, type="volume")],
+            port_bindings={22: ("127.0.0.1", self.port)})
+        hc["MaskedPaths"], hc["ReadonlyPaths"] = [], []
+        entry = ["/bin/sh", "-c", (_SOCKET_VARIANT if socket_activated else "") + 'exec /usr/local/sbin/vm-init-cloud "$@"',
+                 "vm-init"]
+        resp = docker.api.create_container(
+            CLOUDINIT_IMAGE, name=f"mlops-env-test-ci-{os.getpid()}-{int(time.time() * 1000) % 10**8}",
+            hostname="ip-10-0-0-7", detach=True, ports=[22], stop_signal="SIGRTMIN+3", host_config=hc,
+            entrypoint=entry, labels={TEST_LABEL: "1", f"{TEST_LABEL}.pid": str(os.getpid()),
+                                      f"{TEST_LABEL}.created": str(int(time.time())), f"{TEST_LABEL}.role": "vm"})
+        self.container_id = resp["Id"]
+
+    # -- context -----------------------------------------------------------------------------
     def __enter__(self) -> InstanceStandIn:
         self._thread.start()
         return self
@@ -65,7 +100,14 @@ class InstanceStandIn:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        if self._probe_thread:
+            self._probe_thread.join(timeout=10)
+        try:
+            self.docker.containers.get(self.container_id).remove(force=True, v=True)
+        except Exception:  # noqa: BLE001,S110 - already gone
+            pass
 
+    # -- following the instance ----------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -78,38 +120,138 @@ class InstanceStandIn:
         res = self.ec2.describe_instances(Filters=[{"Name": "tag:mlops-env:name", "Values": [self.name]}])
         insts = [i for r in res["Reservations"] for i in r["Instances"]]
         running = [i for i in insts if i["State"]["Name"] == "running"]
-        if running:
-            inst = running[0]
-            if inst["InstanceId"] not in self.booted:
-                self._first_boot(inst)
-            if not self.sshd:
-                hosts.exec_in(self.docker, self.vm.container_id, ["systemctl", "start", "ssh.service"])
-                hosts.wait_for_ssh_banner(self.vm.host, self.vm.port, 20)
-                self.sshd = True
-                self.events.append(f"sshd up for {inst['InstanceId']}")
-        elif self.sshd:
-            hosts.exec_in(self.docker, self.vm.container_id, ["systemctl", "stop", "ssh.service"])
-            self.sshd = False
-            self.events.append("sshd down (instance not running)")
+        if running and not self.booted:
+            self._first_boot(running[0])
+        elif running and not self.running:
+            self._sshd("start")
+        elif not running and self.running and self.booted:
+            self._sshd("stop")
+
+    def _sshd(self, verb: str) -> None:
+        units = ["ssh.socket"] if self.socket_activated else ["ssh.service"]
+        if verb == "stop":
+            units = ["ssh.socket", "ssh.service"] if self.socket_activated else units
+        hosts.exec_in(self.docker, self.container_id, ["systemctl", verb, *units])
+        self.running = verb == "start"
+        self.events.append(f"sshd {verb}")
+
+    def seed(self, inst: dict[str, Any]) -> dict[str, str]:
+        """The NoCloud seed EC2 would give this instance (user-data, meta-data)."""
+        raw = self.ec2.describe_instance_attribute(InstanceId=inst["InstanceId"], Attribute="userData")
+        user_data = base64.b64decode(raw["UserData"]["Value"]).decode()
+        kp = self.ec2.describe_key_pairs(KeyNames=[inst["KeyName"]], IncludePublicKey=True)["KeyPairs"][0]
+        meta = yaml.safe_dump({"instance-id": inst["InstanceId"], "local-hostname": "ip-10-0-0-7",
+                               "public-keys": [kp["PublicKey"].strip()]})
+        return {"user-data": user_data, "meta-data": meta}
 
     def _first_boot(self, inst: dict[str, Any]) -> None:
-        raw = self.ec2.describe_instance_attribute(InstanceId=inst["InstanceId"], Attribute="userData")
-        doc = yaml.safe_load(base64.b64decode(raw["UserData"]["Value"]))
-        assert doc["ssh_deletekeys"] is True and doc["ssh_genkeytypes"] == []
-        keys = doc["ssh_keys"]
-        kp = self.ec2.describe_key_pairs(KeyNames=[inst["KeyName"]], IncludePublicKey=True)["KeyPairs"][0]
-        hosts.exec_in(self.docker, self.vm.container_id, _FIRST_BOOT, env={
-            "PRIV": keys["ed25519_private"].strip(), "PUB": keys["ed25519_public"].strip(),
-            "AUTH": kp["PublicKey"].strip(), "U": self.user})
+        import io
+        import tarfile
+
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            for d in ("var/lib/cloud/seed", "var/lib/cloud/seed/nocloud"):
+                info = tarfile.TarInfo(d)
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tf.addfile(info)
+            for fname, text in self.seed(inst).items():
+                data = text.encode()
+                info = tarfile.TarInfo(f"{_NOCLOUD.lstrip('/')}/{fname}")
+                info.size, info.mode = len(data), 0o600
+                tf.addfile(info, io.BytesIO(data))
+        c = self.docker.containers.get(self.container_id)
+        if not c.put_archive("/", buf.getvalue()):
+            raise RuntimeError("writing the NoCloud seed failed")
+        self._probe_thread = threading.Thread(target=self._probe, daemon=True)
+        c.start()
+        self._probe_thread.start()
         self.booted.add(inst["InstanceId"])
-        self.events.append(f"first boot of {inst['InstanceId']}: host key from user data")
+        self.events.append(f"first boot of {inst['InstanceId']} (real cloud-init, NoCloud seed)")
+        status = self.wait_cloud_init()
+        self.events.append(f"cloud-init: {status}")
+        if self.socket_activated:
+            self.running = True
+        else:
+            hosts.wait_for_ssh_banner(self.host, self.port, 60)
+            self.running = True
+
+    def wait_cloud_init(self) -> str:
+        """Until cloud-init's last stage finished (``result.json``; ``cloud-init status --wait``
+        already returns ``error`` when an earlier stage had one, e.g. ``locale``)."""
+        deadline = time.monotonic() + 180
+        while True:
+            r = hosts.exec_in(self.docker, self.container_id,
+                              "test -e /run/cloud-init/result.json && cloud-init status", check=False)
+            if r.exit_code in (0, 1) and "status:" in r.stdout:
+                return r.stdout.strip().splitlines()[-1]
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cloud-init did not finish: {r}")
+            time.sleep(0.5)  # still booting (exec may even fail before PID 1 is up)
+
+    def _probe(self) -> None:
+        """Connect as early and as often as possible during boot; record each host key seen."""
+        import logging
+
+        import paramiko
+
+        # Refused handshakes while sshd boots are expected: keep paramiko's tracebacks out of reports.
+        logging.getLogger("paramiko.transport").propagate = False
+        deadline = time.monotonic() + 120
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            import socket
+
+            try:
+                with socket.create_connection((self.host, self.port), timeout=3) as s:
+                    t = paramiko.Transport(s)
+                    t.get_security_options().key_types = ("ssh-ed25519",)
+                    t.start_client(timeout=5)
+                    k = t.get_remote_server_key()
+                    self.handshakes.append(f"{k.get_name()} {k.get_base64()}")
+                    t.close()
+                if len(self.handshakes) >= 3:
+                    return
+            except Exception:  # noqa: BLE001,S112 - not up yet: try again
+                time.sleep(0.05)
+                continue
+
+    def exec(self, cmd: Any, check: bool = True) -> Any:
+        return hosts.exec_in(self.docker, self.container_id, cmd, check=check)
 
     def host_key(self) -> str:
-        out = hosts.exec_in(self.docker, self.vm.container_id, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).stdout
-        return " ".join(out.split()[:2])
-
-    def wait_booted(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.booted and time.monotonic() < deadline:
+        """The public half of the key at sshd's standard path (derived from the private key)."""
+        for _ in range(10):
+            # (docker exec with demux has been seen to return no output for a quick command)
+            out = self.exec(["ssh-keygen", "-y", "-f", "/etc/ssh/ssh_host_ed25519_key"]).stdout
+            if out.strip():
+                return " ".join(out.split()[:2])
             time.sleep(0.2)
-        assert self.booted, self.errors
+        raise RuntimeError("the box's host key could not be read")
+
+    def wait_booted(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while not (self.booted and self.running) and time.monotonic() < deadline and not self.errors:
+            time.sleep(0.2)
+        assert self.booted and self.running, self.errors
+
+    def put_file(self, src: Any, dest_dir: str = "/opt/mirror") -> str:
+        """Copy a host file onto the box, also before its first boot (a file baked into the
+        AMI); returns its ``file://`` URL as resolved on the box."""
+        import io
+        import tarfile
+        from pathlib import Path
+
+        src = Path(src)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            parts = dest_dir.strip("/").split("/")
+            for i in range(1, len(parts) + 1):
+                info = tarfile.TarInfo("/".join(parts[:i]))
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tf.addfile(info)
+            ti = tf.gettarinfo(str(src), arcname=f"{dest_dir.strip('/')}/{src.name}")
+            ti.mode, ti.uid, ti.gid, ti.uname, ti.gname = 0o644, 0, 0, "root", "root"
+            with open(src, "rb") as fh:
+                tf.addfile(ti, fh)
+        if not self.docker.containers.get(self.container_id).put_archive("/", buf.getvalue()):
+            raise RuntimeError(f"copying {src} onto the box failed")
+        return f"file://{dest_dir.rstrip('/')}/{src.name}"

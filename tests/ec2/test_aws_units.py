@@ -102,7 +102,7 @@ def test_user_data_installs_exactly_our_host_key_and_round_trips() -> None:
     text = cloudinit.user_data(hk)
     doc = yaml.safe_load(text)
     assert text.startswith("#cloud-config\n")
-    assert doc["ssh_deletekeys"] is True and doc["ssh_genkeytypes"] == []
+    assert doc["ssh_deletekeys"] is True and doc["ssh_genkeytypes"] == ["ed25519"]
     assert doc["ssh_keys"]["ed25519_private"] == hk.private_pem
     assert doc["ssh_pwauth"] is False
     want = " ".join(hk.public_line.split()[:2])

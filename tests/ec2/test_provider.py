@@ -511,3 +511,65 @@ def test_dry_run_changes_nothing_and_prints_the_plan(moto_ec2: Any) -> None:
                  "RunInstances would be allowed"):
         assert want in plan, want
     assert not get_paths().state_dir.exists()
+
+
+def test_a_changed_host_key_tag_is_refused_not_trusted(moto_ec2: Any) -> None:
+    """Issue 11.2: anyone allowed ec2:CreateTags could point the tag at their own key. The key
+    this machine pinned wins; a disagreeing tag is a changed host key (exit 6), both
+    fingerprints named. Nothing is re-pinned."""
+    from mlops_env.errors import HostKeyError
+    from mlops_env.keys import fingerprint_of, generate_host_keypair
+
+    h = Harness()
+    first = h.up("ws")
+    knownhosts.pin(h.paths, "mlops-env-ws", first.host_key or "")
+    inst = _one_instance(moto_ec2)
+    evil = generate_host_keypair(comment="attacker").public_line
+    moto_ec2.create_tags(Resources=[inst["InstanceId"]], Tags=[{"Key": "mlops-env:host-key", "Value": evil}])
+    with pytest.raises(HostKeyError) as e:
+        h.up("ws")
+    assert e.value.code == "host-key-changed" and e.value.exit_code == 6
+    assert fingerprint_of(evil) in e.value.message and fingerprint_of(first.host_key or "") in e.value.message
+    assert "CreateTags" in (e.value.hint or "")
+    assert knownhosts.lookup(h.paths, "mlops-env-ws") == [first.host_key]
+    assert Store(h.paths).load("ws").provider_data["host_key"] == first.host_key
+    # The pin in known_hosts alone (a lost record) is enough to refuse the tag, too.
+    Store(h.paths).delete("ws")
+    with pytest.raises(HostKeyError):
+        h.up("ws")
+    # Nothing pinned on this machine (another machine): the tag fills the key in, as before.
+    knownhosts.unpin(h.paths, "mlops-env-ws")
+    assert split_public_key(h.up("ws").host_key or "") == split_public_key(evil)
+
+
+def test_down_of_a_spot_workstation_cancels_its_request_and_checks_snapshots_too(moto_ec2: Any) -> None:
+    """Issue 11.14. moto's RunInstances makes no spot request (AWS does, tagged from the
+    TagSpecifications mlops-env sends): the test makes the one AWS would. A snapshot with the
+    disk's tags is what a backup policy copying tags (DLM CopyTags) leaves."""
+    h = Harness()
+    h.up("ws", spot=True)
+    inst = _one_instance(moto_ec2)
+    ours = [{"Key": "mlops-env:name", "Value": "ws"}, {"Key": "managed-by", "Value": "mlops-env"}]
+    req = moto_ec2.request_spot_instances(
+        InstanceCount=1, Type="persistent", InstanceInterruptionBehavior="stop",
+        LaunchSpecification={"ImageId": seed.NOBLE_AMD64, "InstanceType": "t3.xlarge"},
+        TagSpecifications=[{"ResourceType": "spot-instances-request", "Tags": ours}])["SpotInstanceRequests"][0]
+    # moto launches an (untagged) instance for the request; AWS's is `inst` itself.
+    moto_ec2.terminate_instances(InstanceIds=[req["InstanceId"]])
+    vol = tagged(moto_ec2, "ws")["volumes"][0]
+    snap = moto_ec2.create_snapshot(VolumeId=vol["VolumeId"],
+                                    TagSpecifications=[{"ResourceType": "snapshot", "Tags": ours}])
+    p = h.provider()
+    rec = Store(h.paths).load("ws")
+    from mlops_env.aws.ec2 import Ec2
+    from mlops_env.aws.session import Aws
+
+    left = Ec2(Aws("eu-west-1", None), "ws").leftovers()
+    assert f"spot request {req['SpotInstanceRequestId']}" in left and f"snapshot {snap['SnapshotId']}" in left
+    assert any("spot request" in line for line in p.describe_destroy(rec))
+    removed = p.destroy(rec, h.progress.append)
+    assert f"spot request {req['SpotInstanceRequestId']}" in removed and f"snapshot {snap['SnapshotId']}" in removed
+    assert removed[-1] == "verified: nothing tagged mlops-env:name=ws remains in eu-west-1"
+    assert all(v == [] for v in tagged(moto_ec2, "ws").values()), tagged(moto_ec2, "ws")
+    live = moto_ec2.describe_spot_instance_requests(Filters=[{"Name": "state", "Values": ["open", "active", "disabled"]}])
+    assert not live["SpotInstanceRequests"] and inst["InstanceId"]  # cancelled (moto then forgets it)

@@ -15,6 +15,15 @@ Debian with ``debootstrap`` and ``docker import`` (see ../shared/TESTBED.md):
     cgroup v1 controllers read-write, regenerates the ssh host keys (unique per container)
     and ``exec``s ``/sbin/init``. Plays a fresh cloud VM. Run it with :data:`VM_RUN_FLAGS`.
 
+``mlops-env-test/vm-cloudinit:bookworm``
+    the vm image + Debian's real ``cloud-init`` package, NoCloud as its only datasource, the
+    Ubuntu AMIs' default user ``ubuntu``, no ssh host keys and ``cloud-init clean --logs`` (a
+    captured image: the next boot is a first boot), and an entrypoint that does NOT generate
+    host keys (cloud-init does, as on EC2). Plays the EC2 instance (tests/ec2/instance_standin.py):
+    the test puts the seed (``user-data``, ``meta-data``) into ``/var/lib/cloud/seed/nocloud/``
+    before the container's first start. Built only when a test asks for it
+    (:func:`ensure_cloudinit_image`, ``--only cloudinit``).
+
 Each image carries the label ``mlops-env-test.recipe`` = a hash of everything that defines
 it (this file's recipe constants, the entrypoint, the base recipe). An image whose label
 matches is reused; a changed recipe rebuilds. The debootstrap root filesystem is cached as a
@@ -58,9 +67,11 @@ BASE_PACKAGES = (
     "iproute2",
 )
 VM_PACKAGES = ("systemd", "systemd-sysv", "dbus")
+CLOUDINIT_PACKAGES = ("cloud-init",)
 
 BASE_IMAGE = "mlops-env-test/debian-base:bookworm"
 VM_IMAGE = "mlops-env-test/vm:bookworm"
+CLOUDINIT_IMAGE = "mlops-env-test/vm-cloudinit:bookworm"
 RECIPE_LABEL = "mlops-env-test.recipe"
 TEST_LABEL = "mlops-env-test"  # =1 on every container the tests start (see tests/hosts.py)
 
@@ -117,6 +128,39 @@ ENTRYPOINT ["/usr/local/sbin/vm-init"]
 CMD []
 """
 
+# The EC2 stand-in: what an AMI has (cloud-init, a default user, no host keys, a clean
+# cloud-init state). The datasource is NoCloud (a seed directory): EC2's metadata service
+# cannot be played here, and NoCloud gives cloud-init the same two inputs (user data, the
+# key pair's public key as `public-keys`).
+CLOUDINIT_DOCKERFILE = f"""\
+FROM {VM_IMAGE}
+ARG DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \\
+ && apt-get install -y --no-install-recommends {' '.join(CLOUDINIT_PACKAGES)} \\
+ && apt-get clean && rm -rf /var/lib/apt/lists/*
+COPY 90-mlops-env-test.cfg /etc/cloud/cloud.cfg.d/90-mlops-env-test.cfg
+RUN sed '/^ssh-keygen -A/d' /usr/local/sbin/vm-init > /usr/local/sbin/vm-init-cloud \\
+ && chmod 0755 /usr/local/sbin/vm-init-cloud \\
+ && ! grep -q ssh-keygen /usr/local/sbin/vm-init-cloud \\
+ && rm -f /etc/ssh/ssh_host_* \\
+ && cloud-init clean --logs
+ENTRYPOINT ["/usr/local/sbin/vm-init-cloud"]
+CMD []
+"""
+CLOUDINIT_CFG = """\
+# mlops-env test image: NoCloud seed only (no network datasource to wait for), and the
+# default user of Canonical's Ubuntu AMIs.
+datasource_list: [ NoCloud, None ]
+system_info:
+  default_user:
+    name: ubuntu
+    lock_passwd: true
+    gecos: Ubuntu
+    groups: [adm, sudo]
+    sudo: ["ALL=(ALL) NOPASSWD:ALL"]
+    shell: /bin/bash
+"""
+
 Log = Callable[[str], None]
 
 
@@ -156,6 +200,10 @@ def base_recipe() -> str:
 
 def vm_recipe() -> str:
     return _sha("vm", base_recipe(), VM_DOCKERFILE, (HERE / "vm-init").read_text())
+
+
+def cloudinit_recipe() -> str:
+    return _sha("cloudinit", vm_recipe(), CLOUDINIT_DOCKERFILE, CLOUDINIT_CFG)
 
 
 def docker_client():  # type: ignore[no-untyped-def]
@@ -327,6 +375,49 @@ def ensure_vm_image(client=None, *, force: bool = False, log: Log = _log) -> str
     return VM_IMAGE
 
 
+def ensure_cloudinit_image(client=None, *, force: bool = False, log: Log = _log) -> str:  # type: ignore[no-untyped-def]
+    """The vm image + real cloud-init (reused when its recipe label matches)."""
+    client = client or docker_client()
+    if image_recipe(client, VM_IMAGE) != vm_recipe():
+        ensure_vm_image(client, force=False, log=log)
+    recipe = cloudinit_recipe()
+    if not force and image_recipe(client, CLOUDINIT_IMAGE) == recipe:
+        log(f"{CLOUDINIT_IMAGE} up to date (recipe {recipe})")
+        return CLOUDINIT_IMAGE
+    with cache_lock():
+        if not force and image_recipe(client, CLOUDINIT_IMAGE) == recipe:
+            return CLOUDINIT_IMAGE
+        t0 = time.monotonic()
+        log(f"building {CLOUDINIT_IMAGE} (apt-get install {' '.join(CLOUDINIT_PACKAGES)} in a container)")
+        _build(client, CLOUDINIT_IMAGE, recipe, (("Dockerfile", CLOUDINIT_DOCKERFILE.encode(), 0o644),
+                                                   ("90-mlops-env-test.cfg", CLOUDINIT_CFG.encode(), 0o644)))
+        log(f"{CLOUDINIT_IMAGE} built in {time.monotonic() - t0:.1f}s (recipe {recipe})")
+    return CLOUDINIT_IMAGE
+
+
+def _build(client, tag: str, recipe: str, files: tuple[tuple[str, bytes, int], ...]) -> None:  # type: ignore[no-untyped-def]
+    ctx = io.BytesIO()
+    with tarfile.open(fileobj=ctx, mode="w") as tf:
+        for name, data, mode in files:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = mode
+            tf.addfile(info, io.BytesIO(data))
+    ctx.seek(0)
+    tail: list[str] = []
+    for chunk in client.api.build(fileobj=ctx, custom_context=True, tag=tag, rm=True, forcerm=True, pull=False,
+                                  decode=True, labels={RECIPE_LABEL: recipe}):
+        if "stream" in chunk:
+            tail = [*tail, chunk["stream"]][-40:]
+            if os.environ.get("MLOPS_TEST_VERBOSE"):
+                sys.stderr.write(chunk["stream"])
+        if "error" in chunk:
+            raise RuntimeError(f"building {tag} failed: {chunk['error']}\n{''.join(tail)}")
+    got = image_recipe(client, tag)
+    if got != recipe:
+        raise RuntimeError(f"build of {tag} did not take (label {got!r})\n{''.join(tail)}")
+
+
 def ensure_images(client=None, *, force: bool = False, log: Log = _log) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """Make sure both test images exist with the current recipe; return their names."""
     client = client or docker_client()
@@ -340,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--force", action="store_true", help="rebuild even when up to date")
     ap.add_argument("--refresh-rootfs", action="store_true", help="re-run debootstrap (implies --force)")
-    ap.add_argument("--only", choices=("base", "vm"), help="build only this image (vm implies base)")
+    ap.add_argument("--only", choices=("base", "vm", "cloudinit"),
+                    help="build only this image (vm implies base; cloudinit implies vm)")
     ap.add_argument("--json", action="store_true", help="print the image names as JSON")
     ap.add_argument(
         "--rootfs-only",
@@ -368,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
         out = {"base": ensure_base_image(client, force=args.force)}
     elif args.only == "vm":
         out = {"vm": ensure_vm_image(client, force=args.force)}
+    elif args.only == "cloudinit":
+        out = {"cloudinit": ensure_cloudinit_image(client, force=args.force)}
     else:
         out = ensure_images(client, force=args.force)
     _log(f"images ready in {time.monotonic() - t0:.1f}s")

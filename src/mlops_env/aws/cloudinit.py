@@ -2,13 +2,17 @@
 
 The key pair is made locally (``keys.generate_host_keypair``); its public half is pinned in
 the tool's known_hosts before the first connection, so that connection is verified like any
-later one (no trust-on-first-use). ``ssh_deletekeys`` removes the image's keys and the empty
-``ssh_genkeytypes`` stops cloud-init from generating others: the box has exactly our key.
+later one (no trust-on-first-use). ``ssh_deletekeys`` removes the image's keys; cloud-init
+generates keys only when ``ssh_keys`` is absent, so the box has exactly our key
+(``ssh_genkeytypes`` names ed25519 only for that fallback: an empty list, which reads more
+naturally, is a schema error for cloud-init 22.4, measured with Debian's real cloud-init).
 
 The private half exists only in this user data, never in mlops-env's state or logs. Who else
 can read it: principals of the AWS account with ``ec2:DescribeInstanceAttribute``, and
 processes on the box through the metadata service (IMDSv2 is required and the hop limit is 1,
-so containers on the box cannot reach it). See docs/ec2.md, "Host key".
+so containers on the box cannot reach it). That is why the first ``up`` retires it: the box
+makes a new key whose private half never leaves it (``providers/ec2.py`` ``after_connect``).
+See docs/ec2.md, "Host key".
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ def user_data(host_key: HostKeyPair) -> str:
         "# Written by mlops-env. The SSH host key below was generated on the user's machine and\n"
         "# pinned there before this instance booted: the first connection is already verified.\n"
         "ssh_deletekeys: true\n"
-        "ssh_genkeytypes: []\n"
+        "ssh_genkeytypes: [ed25519]  # used only without ssh_keys\n"
         "ssh_keys:\n"
         "  ed25519_private: |\n"
         f"{private}"

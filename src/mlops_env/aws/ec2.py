@@ -456,6 +456,12 @@ class Ec2:
     def volumes(self) -> list[dict[str, Any]]:
         return self.aws.paginate("ec2", "describe_volumes", "Volumes", Filters=self._by_name())
 
+    def snapshots(self) -> list[dict[str, Any]]:
+        """Snapshots of this account carrying the workstation's tags: mlops-env makes none, but a
+        backup policy that copies the volume's tags (DLM ``CopyTags``) does, and they bill."""
+        return self.aws.paginate("ec2", "describe_snapshots", "Snapshots", OwnerIds=["self"],
+                                 Filters=self._by_name())
+
     def network_interfaces(self) -> list[dict[str, Any]]:
         return self.aws.paginate("ec2", "describe_network_interfaces", "NetworkInterfaces", Filters=self._by_name())
 
@@ -464,21 +470,27 @@ class Ec2:
         out = [f"instance {i['InstanceId']} ({state_of(i)})" for i in self.instances()]
         out += [f"spot request {s['SpotInstanceRequestId']}" for s in self.spot_requests()]
         out += [f"volume {v['VolumeId']}" for v in self.volumes()]
+        out += [f"snapshot {s['SnapshotId']}" for s in self.snapshots()]
         out += [f"network interface {n['NetworkInterfaceId']}" for n in self.network_interfaces()]
         out += [f"security group {g['GroupId']}" for g in self.security_groups()]
         out += [f"key pair {k.get('KeyName')}" for k in self.key_pairs()]
         return out
 
     def teardown(self, progress: Progress, *, timeout: float = 600) -> list[str]:
-        """Terminate, wait, then delete the security group, key pair and any stray volume or
-        interface. Idempotent: a second call finds nothing and removes nothing."""
+        """Cancel the spot request, terminate, wait, then delete the security group, key pair and
+        any stray volume, snapshot or interface. Idempotent: a second call finds nothing and
+        removes nothing."""
         removed: list[str] = []
-        reqs = self.spot_requests()
-        if reqs:  # a persistent request would launch a new instance after termination
-            ids = [r["SpotInstanceRequestId"] for r in reqs]
-            self.aws.call("ec2", "cancel_spot_instance_requests", SpotInstanceRequestIds=ids)
-            removed += [f"spot request {i}" for i in ids]
         insts = self.instances()
+        # A persistent request would launch a new instance after termination: cancel it first.
+        # Found by its tags and through the instance (a request AWS made without our tags).
+        req_ids = [r["SpotInstanceRequestId"] for r in self.spot_requests()]
+        req_ids += [i["SpotInstanceRequestId"] for i in insts
+                    if i.get("SpotInstanceRequestId") and i["SpotInstanceRequestId"] not in req_ids]
+        if req_ids:
+            progress(f"cancelling spot request {', '.join(req_ids)}")
+            self.aws.call("ec2", "cancel_spot_instance_requests", SpotInstanceRequestIds=req_ids)
+            removed += [f"spot request {i}" for i in req_ids]
         ids = [i["InstanceId"] for i in insts]
         if ids:
             progress(f"terminating {', '.join(ids)}")
@@ -498,6 +510,9 @@ class Ec2:
             if v.get("State") == "available":
                 self.aws.call("ec2", "delete_volume", VolumeId=v["VolumeId"])
                 removed.append(f"volume {v['VolumeId']}")
+        for snap in self.snapshots():
+            self.aws.call("ec2", "delete_snapshot", SnapshotId=snap["SnapshotId"])
+            removed.append(f"snapshot {snap['SnapshotId']}")
         for n in self.network_interfaces():
             if n.get("Status") == "available":
                 self.aws.call("ec2", "delete_network_interface", NetworkInterfaceId=n["NetworkInterfaceId"])
