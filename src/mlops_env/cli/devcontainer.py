@@ -75,7 +75,9 @@ def init_cmd(
                 return False
             from rich.prompt import Confirm
 
-            return bool(Confirm.ask(question, console=ui.console, default=False))
+            from mlops_env.output import literal
+
+            return bool(Confirm.ask(literal(question), console=ui.console, default=False))
 
         opts = dc.Options(python_dist=python_dist, docker=not no_docker,
                           mlops_env_source=mlops_env_source or "")
@@ -96,10 +98,11 @@ def _print_init(ui: Any, data: dict[str, Any]) -> None:
     verb = "would write" if data["dry_run"] else "wrote"
     head = (f"{verb} {len(changed)} of {len(data['files'])} files" if changed
             else f"nothing to change: the {len(data['files'])} files are up to date")
-    c.print(f"[bold]{head}[/bold] in {data['dir']} "
-            f"({what}; post-create installs {data['mlops_env_source']})", soft_wrap=True)
+    c.print(f"[bold]{head}[/bold] in ", end="", soft_wrap=True)
+    c.print(f"{data['dir']} ({what}; post-create installs {data['mlops_env_source']})", soft_wrap=True,
+            markup=False)
     for f in data["files"]:
-        c.print(f"  {f['action']:<16} {f['path']}", highlight=False)
+        c.print(f"  {f['action']:<16} {f['path']}", highlight=False, markup=False)
     c.print(f"  validated        JSONC and the dev container schema ({data['validated']['schema']})",
             soft_wrap=True)
     for w in data["warnings"]:
