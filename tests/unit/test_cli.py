@@ -110,10 +110,11 @@ def test_no_docker_engine_is_a_clear_error(cli) -> None:  # type: ignore[no-unty
     doc = _envelope(r.stdout)
     assert doc["errors"][0]["code"] == "no-docker-engine"
     assert "docker" in doc["errors"][0]["hint"].lower()
-    # Nothing half-made that the next run cannot read: the record is there and loads.
+    # Nothing was made, so nothing is kept: no ghost record in `list` (issue 16, item 5).
     r2 = cli("--json", "list")
     assert r2.exit_code == 0
-    assert [w["name"] for w in _envelope(r2.stdout)["data"]["workstations"]] == ["w1"]
+    assert _envelope(r2.stdout)["data"]["workstations"] == []
+    assert not (cli.root / "state" / "w1.json").exists()
 
 
 def test_dry_run_changes_nothing(cli) -> None:  # type: ignore[no-untyped-def]

@@ -27,6 +27,22 @@ def _load(name: str) -> tuple[Any, Any, Any]:
     return paths, store, store.load(name)
 
 
+def _confirm(ui: Any, question: str, *, yes: bool, what: str) -> bool:
+    """Ask on the terminal; True only for an explicit yes (or --yes). A closed input is a no.
+    Without a terminal ``ui.confirm`` refuses (exit 2, `confirmation-required`)."""
+    try:
+        return bool(ui.confirm(question, yes=yes, what=what))
+    except EOFError:
+        return False
+
+
+def _declined(ui: Any, name: str, hint: str) -> dict[str, Any]:
+    """The user said no: not an error, not Ctrl-C (130): exit 0, nothing touched."""
+    ui.info("nothing changed")
+    ui.detail(hint)
+    return {"name": name, "result": "nothing changed", "changed": False}
+
+
 def _address(rec: Any) -> str:
     ep = rec.endpoint
     return f"{ep.user}@{ep.host}:{ep.port}" if ep else "-"
@@ -214,10 +230,11 @@ def stop_cmd(ctx: typer.Context, name: Name, yes: Yes = False) -> None:
 
         paths, store, rec = _load(name)
         with store.lock(name, "stop"):
-            ui.confirm(f"Stop {name}?", yes=yes, what=f"stopping {name}")
+            if not _confirm(ui, f"Stop {name}?", yes=yes, what=f"stopping {name}"):
+                return _declined(ui, name, f"`mlops-env stop {name} --yes` stops it without asking")
             result = get_provider(rec.provider, paths).stop(rec, ui.info)
         ui.info(f"{name}: {result}")
-        return {"name": name, "result": result}
+        return {"name": name, "result": result, "changed": result != "already stopped"}
 
     run_command(ctx, "stop", body)
 
@@ -289,10 +306,8 @@ def down_cmd(ctx: typer.Context, name: Name, yes: Yes = False, region: Region = 
                 ui.console.print(f"[bold]mlops-env down {name}[/bold] will remove:")
                 for w in what:
                     ui.console.print(f"  - {w}")
-            if not ui.confirm(f"Remove {name}?", yes=yes, what=f"removing {name}"):
-                from mlops_env.errors import Interrupted
-
-                raise Interrupted("nothing removed", hint=f"`mlops-env down {name} --yes` removes it without asking")
+            if not _confirm(ui, f"Remove {name}?", yes=yes, what=f"removing {name}"):
+                return {**_declined(ui, name, f"`mlops-env down {name} --yes` removes it without asking"), "removed": []}
             removed = prov.destroy(rec, ui.info)
             if sshconfig.remove_host(paths, rec.alias):
                 removed.append(f"SSH entry {rec.alias}")
