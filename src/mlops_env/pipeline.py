@@ -276,7 +276,7 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
         except Exception as e:
             partial = getattr(e, "reports", None)
             if partial:
-                record.steps = {r.id: r.as_dict() for r in partial}
+                record.steps = step_records(reports + partial)
                 store.save(record)
                 e.data = _data(record, reports + partial, ctx, paths, t_total)  # type: ignore[attr-defined]
             raise
@@ -297,7 +297,7 @@ def finish(record: Record, reports: list[engine.StepReport], ctx: StepContext, s
            events: Events) -> list[str]:
     """The end of a successful ``up``: the record is ready with its steps, the smoke report is
     kept, and the user's ssh settings that override ours are warned about (returned)."""
-    record.steps = {r.id: r.as_dict() for r in reports}
+    record.steps = step_records(reports)
     record.phase = "ready"
     store.save(record)
     _save_smoke_report(ctx.paths, record, ctx.data.get("smoke"))
@@ -305,6 +305,13 @@ def finish(record: Record, reports: list[engine.StepReport], ctx: StepContext, s
     for w in warnings:
         events.warn(w)
     return warnings
+
+
+def step_records(reports: list[engine.StepReport]) -> dict[str, dict[str, Any]]:
+    """The record's steps: each report with its place in the run (``order``; the state file
+    sorts keys) and when it was last checked (``checked_at``, epoch seconds)."""
+    now = time.time()
+    return {r.id: {**r.as_dict(), "order": i, "checked_at": now} for i, r in enumerate(reports)}
 
 
 def smoke_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -340,7 +347,7 @@ def _provision_only(req: UpRequest, record: Record, reports: list[engine.StepRep
                       record=record, paths=paths, endpoint=record.endpoint)
     rep = run_local_step(step, ctx, events)
     reports = [*reports, rep]
-    record.steps.update({r.id: r.as_dict() for r in reports})
+    record.steps.update(step_records(reports))
     store.save(record)
     data = _data(record, reports, ctx, paths, t_total)
     data["provision_only"] = True
