@@ -209,7 +209,7 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
 
     t_total = time.monotonic()
     # Every question comes before the first change: a "no" leaves nothing behind.
-    opts = _terms_up_front(record, req.options, events)
+    opts = req.options if req.provision_only else _terms_up_front(record, req.options, events)
     _remember_options(record, opts)
     # Refuse before making anything when ~/.ssh/config cannot be updated (unreadable,
     # not UTF-8...): the last step would fail after minutes of work otherwise.
