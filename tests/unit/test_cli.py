@@ -255,3 +255,13 @@ def test_every_command_prints_one_json_document(cli, cmd: list[str]) -> None:  #
     r = cli("--json", *cmd)
     doc = _envelope(r.stdout)
     assert doc["exit_code"] == r.exit_code
+
+
+def test_terms_are_refused_before_the_box_is_looked_for(cli) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16 item 4: without a terminal and without --accept-anaconda-tos, `up` refuses
+    before it reaches for the provider (here: no Docker engine, which would be exit 4 too, but
+    `no-docker-engine`), and keeps nothing."""
+    r = cli("--json", "up", "docker", "w1")
+    assert r.exit_code == 4, r.output
+    assert _envelope(r.stdout)["errors"][0]["code"] == "terms-not-accepted"
+    assert not (cli.root / "state" / "w1.json").exists()
