@@ -171,28 +171,34 @@ def status_cmd(ctx: typer.Context, name: Name) -> None:
                 "facts": rec.provider_data.get("facts"), "smoke": smoke,
                 "ssh_command": f"ssh {rec.alias}", "code_command": code_command(rec), "idle_stop": idle}
         if not ui.json_mode:
+            from rich.markup import escape as e
+
             c = ui.out
-            c.print(f"[bold]{rec.name}[/bold] ({rec.provider}) — {live.get('state')}, setup {rec.phase}")
-            c.print(f"  address   {data['address']}   alias {rec.alias}")
+
+            def p(text: str) -> None:  # piped: whole lines, never wrapped at 80 columns
+                c.print(text, soft_wrap=not c.is_terminal)
+
+            p(f"[bold]{rec.name}[/bold] ({rec.provider}) — {e(str(live.get('state')))}, setup {rec.phase}")
+            p(f"  address   {e(data['address'])}   alias {rec.alias}")
             if data["facts"]:
                 f = data["facts"]
-                c.print(f"  box       {f.get('os_pretty')} {f.get('arch')}")
-            c.print(f"  host key  {data['host_key'] or '(not pinned)'}")
+                p(f"  box       {e(str(f.get('os_pretty')))} {e(str(f.get('arch')))}")
+            p(f"  host key  {data['host_key'] or '(not pinned)'}")
             for line in [*(live.get("lines") or []), *agent_lines(idle, rec, live)]:
-                c.print(f"  {line}")
+                p(f"  {e(str(line))}")
             if steps:
-                c.print(f"  steps     last checked {_ago(checked or rec.updated)}")
+                p(f"  steps     last checked {_ago(checked or rec.updated)}")
             for s in steps:
-                c.print(f"    {s['id']:<11} {s['result']:<8} {s.get('message', '')}")
+                p(f"    {s['id']:<11} {s['result']:<8} {e(str(s.get('message', '')))}")
             if smoke:
                 rmse = (f"RMSE train {smoke['rmse_train']:.3f}, validation {smoke['rmse_val']:.3f} min"
                         if smoke.get("rmse_train") is not None and smoke.get("rmse_val") is not None else "no RMSE")
-                c.print(f"  smoke     ran {_ago(smoke['ran_at'])}: {rmse}"
-                        f"{' (synthetic sample)' if smoke.get('synthetic') else ''}")
+                p(f"  smoke     ran {_ago(smoke['ran_at'])}: {rmse}"
+                  f"{' (synthetic sample)' if smoke.get('synthetic') else ''}")
             else:
-                c.print("  smoke     not run yet (`mlops-env smoke-test " + rec.name + "`)")
+                p(f"  smoke     not run yet (`mlops-env smoke-test {rec.name}`)")
             if rec.endpoint is not None:  # no address yet (a codespace made without gh): no alias to show
-                c.print(f"  connect   {data['ssh_command']}  |  {data['code_command']}")
+                p(f"  connect   {data['ssh_command']}  |  {e(data['code_command'])}")
         return data
 
     run_command(ctx, "status", body)
