@@ -229,7 +229,7 @@ class DockerProvider(Provider):
         self.created({"volume": volume_name(name), "image": base_ref})
         return self._create_container(name, tag, base_ref, port)
 
-    def _create_container(self, name: str, image: str, base_ref: str, port: int) -> Any:
+    def _create_container(self, name: str, image: str, base_ref: str, port: int, retries: int = 2) -> Any:
         from docker.errors import APIError
 
         api = self.client.api
@@ -252,7 +252,15 @@ class DockerProvider(Provider):
                         "mlops-env.base": base_ref},
                 stop_signal=STOP_SIGNAL, host_config=hc,
             )
-            api.start(created["Id"])
+            try:
+                api.start(created["Id"])
+            except APIError as e:
+                if not _port_conflict(e) or retries <= 0:
+                    raise
+                # Someone took the port between our pick and Docker's bind: another free one.
+                log.info("port %s taken at the start of %s: %s", port, container_name(name), _short(e))
+                api.remove_container(created["Id"], force=True)
+                return self._create_container(name, image, base_ref, free_port(), retries=retries - 1)
         except APIError as e:
             raise MlopsError(f"Docker could not create the workstation container: {_short(e)}",
                              hint="see `docker info`; the engine must allow the capabilities in "
@@ -278,7 +286,7 @@ class DockerProvider(Provider):
         why = f"port {port} is taken" if port is not None else "it has no fixed SSH port yet"
         progress(f"{why}: moving SSH of {c.name} to 127.0.0.1:{new_port} (re-creating the container, disk kept)")
         c = self._recreate(record.name, c, new_port)
-        record.provider_data.update({"container_id": c.id, "ssh_port": new_port})
+        record.provider_data.update({"container_id": c.id, "ssh_port": _fixed_port(c) or new_port})
         return c
 
     def _recreate(self, name: str, c: Any, port: int) -> Any:
