@@ -148,6 +148,7 @@ def test_up_docker_asks_for_the_terms_before_making_anything(
             TERMS, ANSWERS[answer])
         assert code == 0, out
         assert "terms of service" in before and "nothing changed" in out
+        assert "starting…" not in before  # no live display drawn before (or over) the question
         assert "creating container" not in out
         _nothing_left(user_env, docker_engine, name)
     finally:
