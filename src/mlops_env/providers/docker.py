@@ -442,8 +442,10 @@ def free_port() -> int:
 
 
 def port_free(port: int) -> bool:
-    """Whether nothing listens on (or holds) 127.0.0.1:port."""
+    """Whether nothing listens on 127.0.0.1:port. SO_REUSEADDR, as Docker's own listener has:
+    connections of the last run lingering in TIME_WAIT do not make the port taken."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
