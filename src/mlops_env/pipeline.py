@@ -322,7 +322,7 @@ def smoke_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
     if report and isinstance(report.get("data"), dict):
         d = report["data"]
         return {k: d.get(k) for k in ("rmse_train", "rmse_val", "train_rows", "val_rows",
-                                      "synthetic", "features", "seconds")}
+                                      "synthetic", "features", "seconds", "serve") if k in d}
     return None
 
 

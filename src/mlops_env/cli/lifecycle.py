@@ -167,7 +167,8 @@ def status_cmd(ctx: typer.Context, name: Name) -> None:
         if report.is_file():
             try:
                 d = json.loads(report.read_text()).get("data") or {}
-                smoke = {k: d.get(k) for k in ("rmse_train", "rmse_val", "train_rows", "val_rows", "synthetic")}
+                smoke = {k: d.get(k) for k in ("rmse_train", "rmse_val", "train_rows", "val_rows", "synthetic",
+                                                "serve")}
                 smoke["ran_at"] = report.stat().st_mtime
             except (OSError, ValueError):
                 smoke = None
@@ -203,6 +204,14 @@ def status_cmd(ctx: typer.Context, name: Name) -> None:
                         if smoke.get("rmse_train") is not None and smoke.get("rmse_val") is not None else "no RMSE")
                 p(f"  smoke     ran {_ago(smoke['ran_at'])}: {rmse}"
                   f"{' (synthetic sample)' if smoke.get('synthetic') else ''}")
+                sv = smoke.get("serve")
+                if isinstance(sv, dict):
+                    if sv.get("ok", True) and sv.get("matches") is not None:
+                        p(f"  serve     {sv.get('matches')}/{sv.get('predictions_checked')} predictions equal, "
+                          f"p50 {sv.get('p50_ms')} ms, p99 {sv.get('p99_ms')} ms, through the SSH connection: "
+                          f"{'yes' if sv.get('via_tunnel') else 'no'}")
+                    else:
+                        p(f"  serve     failed: {e(str(sv.get('message') or sv.get('error')))}")
             else:
                 p(f"  smoke     not run yet (`mlops-env smoke-test {rec.name}`)")
             if rec.endpoint is not None:  # no address yet (a codespace made without gh): no alias to show

@@ -79,6 +79,10 @@ IdleStop = Annotated[str | None, typer.Option(
     "load or running containers (default: 60m on ec2; off elsewhere). See docs/idle-stop.md.")]
 MaxHours = Annotated[str | None, typer.Option(
     "--max-hours", metavar="N", help="Also power it off after N hours of uptime, whatever happens (0: no cap).")]
+Serve = Annotated[bool | None, typer.Option(
+    "--serve/--no-serve", help="After the smoke test, serve the model as a web service in Docker on "
+    "the box (docker build, compose, 127.0.0.1:9696) and check its predictions, also through the SSH "
+    "connection; see docs/smoke-test.md.", show_default=False)]
 
 
 def _common(**kw: Any) -> dict[str, Any]:
@@ -91,7 +95,7 @@ def _common(**kw: Any) -> dict[str, Any]:
         "region": kw.get("region"), "profile": kw.get("profile"), "instance_type": kw.get("instance_type"),
         "disk_gb": kw.get("disk_gb"), "ami": kw.get("ami"), "spot": kw.get("spot"),
         "allow_cidr": kw.get("allow_cidr"), "subnet": kw.get("subnet"),
-        "idle_stop": kw.get("idle_stop"), "max_hours": kw.get("max_hours"),
+        "idle_stop": kw.get("idle_stop"), "max_hours": kw.get("max_hours"), "serve": kw.get("serve"),
     }
 
 
@@ -252,7 +256,7 @@ def up_docker(
     conda_sha256: CondaSha = None, docker_source: DockerSource = None, smoke_test: SmokeTest = None,
     forward: Forward = None, ssh_timeout: SshTimeout = None, config: ConfigFile = None,
     dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 4,
-    idle_stop: IdleStop = None, max_hours: MaxHours = None,
+    idle_stop: IdleStop = None, max_hours: MaxHours = None, serve: Serve = None,
 ) -> None:
     """A workstation in a local Docker container. Free: systemd, sshd on 127.0.0.1, its own
     Docker engine inside.
@@ -282,7 +286,7 @@ def up_ssh(
     conda_sha256: CondaSha = None, docker_source: DockerSource = None, smoke_test: SmokeTest = None,
     forward: Forward = None, ssh_timeout: SshTimeout = None, config: ConfigFile = None,
     dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 4,
-    idle_stop: IdleStop = None, max_hours: MaxHours = None,
+    idle_stop: IdleStop = None, max_hours: MaxHours = None, serve: Serve = None,
 ) -> None:
     """Bring your own box. Any Ubuntu 22.04/24.04 or Debian 12 machine you can SSH into (with
     passwordless sudo); the first contact shows its host key for you to confirm."""
@@ -336,7 +340,7 @@ def up_ec2(
     conda_sha256: CondaSha = None, docker_source: DockerSource = None, smoke_test: SmokeTest = None,
     forward: Forward = None, ssh_timeout: SshTimeout = None, config: ConfigFile = None,
     dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 4,
-    idle_stop: IdleStop = None, max_hours: MaxHours = None,
+    idle_stop: IdleStop = None, max_hours: MaxHours = None, serve: Serve = None,
 ) -> None:
     """A workstation on an AWS EC2 instance. SSH only from your IP, host key pinned before the
     first connection, encrypted disk, idle stop after 60 minutes; stop/start/down manage its
