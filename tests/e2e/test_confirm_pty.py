@@ -192,3 +192,20 @@ def test_up_ssh_host_key_question(user_env: Env, vm_host: Any, tmp_path: Path, a
         assert code == 0, out
         assert "nothing changed" in out
         assert not pinned and not record.exists()
+
+
+@pytest.mark.parametrize("answer", ["n", "enter", "y"])
+def test_devcontainer_init_terms_question(user_env: Env, tmp_path: Path, answer: str) -> None:
+    """`devcontainer init` asks for Anaconda's terms on a terminal: "no" (or Enter) writes
+    nothing and exits 0 with "nothing changed" (it used to be exit 4, terms-not-accepted);
+    "yes" writes the files."""
+    repo = tmp_path / "course-repo"
+    repo.mkdir()
+    code, before, out = run_on_pty(user_env, ["devcontainer", "init", str(repo)],
+                                   "Accept them on their behalf?", ANSWERS[answer], timeout=120)
+    written = sorted(p.name for p in (repo / ".devcontainer").glob("*")) if (repo / ".devcontainer").exists() else []
+    assert code == 0, out
+    if answer == "y":
+        assert "devcontainer.json" in written, out
+    else:
+        assert written == [] and "nothing changed" in out, out

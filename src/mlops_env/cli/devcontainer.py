@@ -70,19 +70,34 @@ def init_cmd(
             raise UsageError(f"unknown Python distribution {python_dist!r}",
                              hint="use anaconda, miniconda or miniforge")
 
+        class Declined(Exception):  # noqa: N818 - the user's answer, not an error
+            pass
+
         def ask(question: str) -> bool:
+            """False without a terminal (init refuses with its own error); a "no" on the
+            terminal is an answer: nothing is written, exit 0."""
             if ui.json_mode or not ui.interactive:
                 return False
             from rich.prompt import Confirm
 
             from mlops_env.output import literal
 
-            return bool(Confirm.ask(literal(question), console=ui.console, default=False))
+            try:
+                answer = bool(Confirm.ask(literal(question), console=ui.console, default=False))
+            except EOFError:
+                answer = False
+            if not answer:
+                raise Declined()
+            return True
 
         opts = dc.Options(python_dist=python_dist, docker=not no_docker,
                           mlops_env_source=mlops_env_source or "")
-        data = dc.init(directory, opts, accept_tos=accept_tos, force=force, dry_run=dry_run,
-                       confirm_terms=ask)
+        try:
+            data = dc.init(directory, opts, accept_tos=accept_tos, force=force, dry_run=dry_run,
+                           confirm_terms=ask)
+        except Declined:
+            ui.info("nothing changed")
+            return {"dir": str(directory), "declined": True, "changed": False}
         if not ui.json_mode:
             _print_init(ui, data)
         return data

@@ -204,18 +204,21 @@ def _apply(ui: Any, report: Any, paths: Any, events: Any, yes: bool, jobs: int) 
     from mlops_env import doctor
     from mlops_env.cli.progress import StepView
 
+    view = StepView(ui)
+
     def confirm(question: str) -> None:
-        if not ui.confirm(question, yes=yes, what="doctor --fix (it changes the box)"):
-            raise doctor.Declined()
+        with view.paused():  # the live display never draws over the question
+            if not ui.confirm(question, yes=yes, what="doctor --fix (it changes the box)"):
+                raise doctor.Declined()
 
     if report.target.mode != "workstation":
-        with StepView(ui) as view:
+        with view:
             events.step = view.step
             events.progress = view.progress
             return doctor.repair(report, paths, events, confirm=confirm, jobs=jobs)
     from mlops_env.state import Store
 
-    with Store(paths).lock(report.target.record.name), StepView(ui) as view:
+    with Store(paths).lock(report.target.record.name), view:
         events.step = view.step
         events.progress = view.progress
         return doctor.repair(report, paths, events, confirm=confirm, jobs=jobs)

@@ -144,9 +144,11 @@ def _run_up(ctx: typer.Context, provider: str, name: str, flags: dict[str, Any],
                 return False
             from rich.prompt import Confirm
 
+            from mlops_env.output import literal
+
             with view.paused():
                 try:
-                    answer = bool(Confirm.ask(question, console=ui.console, default=False))
+                    answer = bool(Confirm.ask(literal(question), console=ui.console, default=False))
                 except EOFError:  # the terminal closed its input: that is no answer, so no
                     answer = False
             if not answer and declinable:
