@@ -76,7 +76,7 @@ def test_real_cloud_init_installs_our_host_key_and_user_then_up_retires_it(
 
         # up: the first verified connection retires the user-data key (killed right after the
         # rotation, before the long bootstrap, through the documented test seam).
-        run = u.mlops("--json", "up", "ec2", name, "--smoke-test", "off",
+        run = u.mlops("--json", "up", "ec2", name, "--smoke-test", "off", "--python-dist", "miniforge",
                       env=dict(u.env, MLOPS_ENV_TEST_HOSTKEY_KILL_AT="after-rotation"))
         assert run.code == -9 and "not replaced" not in run.stderr, run.stderr[-3000:]
         served = _key(box.host_key())

@@ -46,7 +46,7 @@ def test_rotation_killed_after_every_phase_still_connects_and_finishes(
     name = "hk-kill"
     alias = f"mlops-{name}"
     ec2 = moto_server.client()
-    up = ("--json", "up", "ec2", name, "--smoke-test", "off", "--ssh-timeout", "30")
+    up = ("--json", "up", "ec2", name, "--smoke-test", "off", "--python-dist", "miniforge", "--ssh-timeout", "30")
     with InstanceStandIn(docker_engine, ec2, name) as box:
         u = make_user(ssh_target=f"127.0.0.1:{box.port}")
         r = u.mlops("--json", "up", "ec2", name, "--provision-only")  # pins the user-data key, no connection
@@ -107,7 +107,7 @@ def test_a_failed_rotation_keeps_the_user_data_key_and_says_so(
         k0 = _key(box.host_key())
         # An sshd that does not read sshd_config.d cannot be switched by a drop-in.
         box.exec("sed -i 's/^Include /#Include /' /etc/ssh/sshd_config")
-        run = u.mlops("--json", "up", "ec2", name, "--smoke-test", "off",
+        run = u.mlops("--json", "up", "ec2", name, "--smoke-test", "off", "--python-dist", "miniforge",
                       env=dict(u.env, MLOPS_ENV_TEST_HOSTKEY_KILL_AT="after-rotation"))
         assert run.code == -9, run.stdout + run.stderr[-2000:]
         assert "the SSH host key from user data was not replaced" in run.stderr
