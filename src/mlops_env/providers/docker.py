@@ -185,10 +185,12 @@ class DockerProvider(Provider):
         user = options["user"]
         c = self._one(name)
         action = "unchanged"
+        from_image = None
         if c is None:
-            tag = self._workstation_image(options["image"], progress)
+            tag, from_image = self._image_for_up(options, progress)
             progress(f"creating container {container_name(name)}")
-            c = self._create(name, tag, options["image"])
+            c = self._create(name, tag, options["image"],
+                             extra_labels={"mlops-env.from-image": from_image} if from_image else None)
             action = "created"
         elif c.status != "running":
             progress(f"starting container {c.name}")
@@ -201,6 +203,8 @@ class DockerProvider(Provider):
         host_key = self._host_key(c)
         data = {"container": c.name, "container_id": c.id, "image": options["image"],
                 "volume": volume_name(name), "user_ready": user}
+        if from_image:
+            data["from_image"] = from_image
         return Provisioned(
             endpoint=Endpoint(host="127.0.0.1", port=port, user=user, identity_file=str(key.private_path),
                               host_key_alias=host_key_alias_for(record.name)),
@@ -208,15 +212,23 @@ class DockerProvider(Provider):
             detail=f"container {c.name} ({action})",
         )
 
-    def _create(self, name: str, tag: str, base_ref: str) -> Any:
+    def _create(self, name: str, tag: str, base_ref: str, *, labels: dict[str, str] | None = None,
+                cname: str | None = None, volume: str | None = None,
+                extra_labels: dict[str, str] | None = None) -> Any:
+        """``labels`` replace the workstation labels and ``cname``/``volume`` the names: an
+        image builder (images.py) is a container like a workstation, but no workstation."""
         from docker.errors import APIError
 
         api = self.client.api
+        vol = volume or volume_name(name)
+        own = labels if labels is not None else {LABEL_NAME: name, LABEL_MANAGED: "1",
+                                                 "mlops-env.version": __version__, "mlops-env.base": base_ref}
+        own = {**own, **(extra_labels or {})}
         hc = api.create_host_config(
             port_bindings={22: ("127.0.0.1", None)},
             cap_add=CAP_ADD, cap_drop=CAP_DROP, security_opt=SECURITY_OPT,
             cgroupns="private", tmpfs=TMPFS,
-            binds={volume_name(name): {"bind": "/var/lib/docker", "mode": "rw"}},
+            binds={vol: {"bind": "/var/lib/docker", "mode": "rw"}},
             restart_policy={"Name": "unless-stopped"},
         )
         # `--security-opt systempaths=unconfined` is a CLI-side option: the API spells it as
@@ -224,11 +236,11 @@ class DockerProvider(Provider):
         hc["MaskedPaths"] = []
         hc["ReadonlyPaths"] = []
         try:
-            self.client.volumes.create(volume_name(name), labels={LABEL_NAME: name, LABEL_MANAGED: "1"})
+            self.client.volumes.create(vol, labels=dict(labels) if labels is not None
+                                       else {LABEL_NAME: name, LABEL_MANAGED: "1"})
             created = api.create_container(
-                tag, name=container_name(name), hostname=name, detach=True, ports=[22],
-                labels={LABEL_NAME: name, LABEL_MANAGED: "1", "mlops-env.version": __version__,
-                        "mlops-env.base": base_ref},
+                tag, name=cname or container_name(name), hostname=name, detach=True, ports=[22],
+                labels=own,
                 stop_signal=STOP_SIGNAL, host_config=hc,
             )
             api.start(created["Id"])
@@ -237,6 +249,19 @@ class DockerProvider(Provider):
                              hint="see `docker info`; the engine must allow the capabilities in "
                              "docs/docker-provider.md", code="docker-create") from None
         return self.client.containers.get(created["Id"])
+
+    def _image_for_up(self, options: Resolved, progress: Progress) -> tuple[str, str | None]:
+        """The image a new workstation container starts from: ``--from-image`` (a prebuilt
+        image, images.py) or the workstation image of the base; and the prebuilt image's name."""
+        ref = options.get("from_image")
+        if ref:
+            from mlops_env.images import DockerImages
+
+            tag, how = DockerImages(self.paths, provider=self).resolve_for_up(ref, options)
+            progress(how)
+            if tag is not None:
+                return tag, tag.split(":", 1)[1]
+        return self._workstation_image(options["image"], progress), None
 
     def _wait_running(self, c: Any, timeout: float = 30) -> Any:
         deadline = time.monotonic() + timeout
