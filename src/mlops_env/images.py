@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -209,7 +210,10 @@ class DockerImages:
         with image_lock(self.paths, name):
             prior = read_state(self.paths, name)
             image = self._image(name)
-            if prior and prior.get("phase") == "committed" and image is not None:
+            if (prior and prior.get("phase") in ("commit", "committed") and image is not None
+                    and prior.get("build_id") and (image.labels or {}).get(LABEL_PREFIX + "build-id") == prior["build_id"]):
+                # The killed run's commit went through (Docker finishes a commit whose client
+                # died): only its builder is left to remove.
                 removed = self.cleanup(name, progress)
                 _clear_state(self.paths, name)
                 return {**self._describe(image), "action": "finished",
@@ -221,10 +225,16 @@ class DockerImages:
                                  hint=f"use it (`mlops-env up docker --from-image {name}`), or delete it "
                                  f"first: mlops-env image delete {name} --yes", code="image-exists")
             t0 = time.monotonic()
+            build_id = secrets.token_hex(8)
             try:
-                image = self._build(name, options, progress, on_step)
+                image = self._build(name, options, progress, on_step, build_id)
             except BaseException:
                 # Ctrl-C or a failure: nothing half-made stays (a SIGKILL is cleaned next time).
+                # Cut off during the commit, Docker may still finish it: the state stays, and
+                # the next build or delete finishes (by build id) or removes it.
+                st = read_state(self.paths, name)
+                if st and st.get("phase") in ("commit", "committed"):
+                    raise
                 try:
                     self.cleanup(name, lambda m: None)
                     _clear_state(self.paths, name)
@@ -237,11 +247,11 @@ class DockerImages:
             return data
 
     def _build(self, name: str, options: Resolved, progress: Progress,
-               on_step: Callable[..., None] | None) -> Any:
+               on_step: Callable[..., None] | None, build_id: str) -> Any:
         from mlops_env.keys import ensure_keypair
         from mlops_env.providers.docker import STOP_SIGNAL
 
-        _write_state(self.paths, name, "builder")
+        _write_state(self.paths, name, "builder", build_id=build_id)
         base_ref = options["image"]
         ws_tag = self.provider._workstation_image(base_ref, progress)
         base = self.client.images.get(ws_tag)
@@ -258,10 +268,10 @@ class DockerImages:
         from mlops_env.providers.docker import _ssh_port
 
         port = _ssh_port(c)
-        _write_state(self.paths, name, "steps", container=c.name)
+        _write_state(self.paths, name, "steps", container=c.name, build_id=build_id)
         self._run_steps(name, options, port, user, str(key.private_path), host_key, progress, on_step)
 
-        _write_state(self.paths, name, "generalize", container=c.name)
+        _write_state(self.paths, name, "generalize", container=c.name, build_id=build_id)
         progress("generalizing the builder (no keys, histories, credentials, downloads, apt lists)")
         code, out = c.exec_run(["bash", "-c", template("image-generalize.sh")])
         text = out.decode("utf-8", "replace") if out else ""
@@ -272,16 +282,16 @@ class DockerImages:
         progress("stopping the builder")
         c.stop(timeout=30)
 
-        _write_state(self.paths, name, "commit", container=c.name)
+        _write_state(self.paths, name, "commit", container=c.name, build_id=build_id)
         progress(f"committing {image_tag(name)}")
         img_labels = {LABEL_BUILD: name, LABEL_BUILDER: "0",
-                      LABEL_PREFIX + "created": str(int(time.time())),
+                      LABEL_PREFIX + "created": str(int(time.time())), LABEL_PREFIX + "build-id": build_id,
                       **{LABEL_PREFIX + k: v for k, v in rec.items()}}
         c.commit(repository=IMAGE_REPO, tag=name, conf={
             "Entrypoint": ["/usr/local/sbin/mlops-env-init"], "Cmd": [], "StopSignal": STOP_SIGNAL,
             "Labels": img_labels,
         })
-        _write_state(self.paths, name, "committed", container=c.name)
+        _write_state(self.paths, name, "committed", container=c.name, build_id=build_id)
         progress("removing the builder")
         self.cleanup(name, lambda m: None)
         _clear_state(self.paths, name)

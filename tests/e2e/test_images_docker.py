@@ -212,6 +212,8 @@ def _wait_phase(env: Env, name: str, proc: subprocess.Popen[str], phase: str, ti
     ("builder", signal.SIGKILL, "delete"),
     ("steps", signal.SIGINT, "delete"),
     ("steps", signal.SIGKILL, "build"),
+    ("generalize", signal.SIGKILL, "build"),
+    ("commit", signal.SIGKILL, "build"),
 ])
 def test_killed_build_converges_on_the_next_run(user_env: Env, docker_engine: Any, base_image_with_standin: Any,
                                                 phase: str, sig: int, then: str) -> None:
@@ -237,7 +239,10 @@ def test_killed_build_converges_on_the_next_run(user_env: Env, docker_engine: An
             assert _leftovers(docker_engine, name)["builders"], "a SIGKILL leaves the builder for the next run"
             r = user_env.mlops(*_build_args(base_image_with_standin, name))
             assert r.code == 0, str(r)
-            assert r.data["action"] == "created" and r.data["cleaned"], str(r)
+            if phase == "commit":  # Docker may have finished the commit: then this run finishes the build
+                assert r.data["action"] in ("created", "finished"), str(r)
+            else:
+                assert r.data["action"] == "created" and r.data["cleaned"], str(r)
             assert _leftovers(docker_engine, name) == {"builders": [], "volumes": [],
                                                        "images": [f"mlops-env/image:{name}"]}
         assert not (user_env.root / "images" / f"{name}.json").exists()
