@@ -153,6 +153,28 @@ def test_up_from_image_passes_smoke_with_base_docker_conda_unchanged(built: tupl
     assert docker_engine.images.get(f"mlops-env/image:{IMG}")
 
 
+def test_from_image_auto_picks_the_current_image_of_the_same_base(built: tuple[Env, Any, Any], tmp_path: Any) -> None:
+    from mlops_env import config as cfg
+    from mlops_env.images import DockerImages
+    from mlops_env.paths import Paths
+
+    env, run, mirror = built
+    assert run.code == 0, str(run)
+    paths = Paths(data=env.root, config=env.root, cache=env.root / "cache", logs=env.root / "logs")
+
+    def opts(**kw: Any) -> Any:
+        flags = {"image": mirror.image, "conda_installer": mirror.url, "conda_sha256": mirror.sha256, **kw}
+        return cfg.resolve(flags, config_path=None, default_config=tmp_path / "none.yaml", env={})
+
+    imgs = DockerImages(paths)
+    tag, how = imgs.resolve_for_up("auto", opts())
+    # the newest current image of this base: ours, or one built later by another run of this suite
+    assert tag is not None and tag.startswith("mlops-env/image:") and "newest current recipe" in how
+    assert imgs.resolve_for_up("auto", opts(image="debian:11-never-built"))[0] is None
+    assert imgs.resolve_for_up("auto", opts(python_dist="miniforge"))[0] is None
+    assert imgs.resolve_for_up(IMG, opts()) == (f"mlops-env/image:{IMG}", f"from image {IMG}")
+
+
 def test_zz_delete_removes_the_image(built: tuple[Env, Any, Any], docker_engine: Any) -> None:
     env, run, _ = built
     assert run.code == 0, str(run)
