@@ -180,7 +180,7 @@ class DockerImages:
 
     def cleanup(self, name: str, progress: Progress) -> list[str]:
         """Remove a builder left by a killed run (container, volume) and the run's state."""
-        from docker.errors import NotFound
+        from docker.errors import APIError, NotFound
 
         removed = []
         containers, volumes = self.builder_leftovers(name)
@@ -197,7 +197,20 @@ class DockerImages:
             except NotFound:
                 pass
             removed.append(f"volume {v.name}")
+        # An image deleted while workstations used it stays as untagged layers; once no
+        # container uses them any more they go too.
+        used = self._used_image_ids()
+        for img in self.client.images.list(all=True, filters={"label": f"{LABEL_BUILD}={name}", "dangling": True}):
+            if img.id not in used and not img.tags:
+                try:
+                    self.client.images.remove(img.id)
+                    removed.append(f"untagged image {img.short_id}")
+                except (NotFound, APIError) as e:
+                    log.debug("untagged image %s kept: %s", img.id, e)
         return removed
+
+    def _used_image_ids(self) -> set[str]:
+        return {str(c.attrs.get("Image")) for c in self.client.containers.list(all=True)}
 
     def in_use_by(self, name: str) -> list[str]:
         cs = self.client.containers.list(all=True, filters={"label": f"{LABEL_FROM_IMAGE}={name}"})
@@ -376,8 +389,9 @@ class DockerImages:
                                  code="not-confirmed")
             progress(f"removing {image_tag(name)}")
             try:
-                # Not forced: a workstation container made from it keeps the layers (untagged).
-                self.client.images.remove(image_tag(name), noprune=False)
+                # Forced: Docker refuses to untag an image a container uses; the workstation
+                # keeps the layers (untagged), freed by a later `image build`/`image delete`.
+                self.client.images.remove(image_tag(name), force=bool(users))
             except ImageNotFound:
                 pass
             left = self._image(name)

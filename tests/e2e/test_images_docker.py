@@ -126,13 +126,17 @@ def test_committed_image_holds_none_of_the_forbidden_items(built: tuple[Env, Any
     assert out.strip().splitlines() == ["done"], out
 
 
+def _up_from(mirror: Any) -> list[str]:
+    return ["--json", "up", "docker", WS, "--from-image", IMG, "--image", mirror.image,
+            "--conda-installer", mirror.url, "--conda-sha256", mirror.sha256,
+            "--accept-anaconda-tos", "--smoke-test", "sample"]
+
+
 def test_up_from_image_passes_smoke_with_base_docker_conda_unchanged(built: tuple[Env, Any, Any],
                                                                       docker_engine: Any) -> None:
     env, run, mirror = built
     assert run.code == 0, str(run)
-    up = env.mlops("--json", "up", "docker", WS, "--from-image", IMG, "--image", mirror.image,
-                   "--conda-installer", mirror.url, "--conda-sha256", mirror.sha256,
-                   "--accept-anaconda-tos", "--smoke-test", "sample")
+    up = env.mlops(*_up_from(mirror))
     assert up.code == 0, str(up)
     st = step_status(up)
     assert (st["base"], st["docker"], st["conda"]) == ("unchanged", "unchanged", "unchanged"), st
@@ -151,6 +155,8 @@ def test_up_from_image_passes_smoke_with_base_docker_conda_unchanged(built: tupl
     # down never deletes images
     assert env.mlops("--json", "down", WS, "--yes").code == 0
     assert docker_engine.images.get(f"mlops-env/image:{IMG}")
+    again = env.mlops(*_up_from(mirror))  # running again, for the delete test below
+    assert again.code == 0, str(again)
 
 
 def test_from_image_auto_picks_the_current_image_of_the_same_base(built: tuple[Env, Any, Any], tmp_path: Any) -> None:
@@ -175,12 +181,26 @@ def test_from_image_auto_picks_the_current_image_of_the_same_base(built: tuple[E
     assert imgs.resolve_for_up(IMG, opts()) == (f"mlops-env/image:{IMG}", f"from image {IMG}")
 
 
-def test_zz_delete_removes_the_image(built: tuple[Env, Any, Any], docker_engine: Any) -> None:
+def test_zz_delete_of_an_image_in_use_warns_and_the_layers_go_once_unused(built: tuple[Env, Any, Any],
+                                                                         docker_engine: Any) -> None:
     env, run, _ = built
     assert run.code == 0, str(run)
+    c = docker_engine.containers.get(f"mlops-env-{WS}")
+    assert c.status == "running"
     d = env.mlops("--json", "image", "delete", IMG, "--yes")
     assert d.code == 0 and d.data["deleted"] is True, str(d)
+    assert d.data["in_use_by"] == [WS] and WS in d.data["warnings"][0]
+    c.reload()
+    assert c.status == "running"  # the workstation keeps running
     assert _leftovers(docker_engine, IMG) == {"builders": [], "volumes": [], "images": []}
+    assert IMG not in {r["name"] for r in env.mlops("--json", "image", "list").data["images"]}
+    # once the workstation is gone, the next delete frees the untagged layers
+    assert env.mlops("--json", "down", WS, "--yes").code == 0
+    flt = {"label": f"mlops-env.image-build={IMG}"}
+    assert docker_engine.images.list(all=True, filters=flt), "the layers were kept while in use"
+    d2 = env.mlops("--json", "image", "delete", IMG, "--yes")
+    assert d2.code == 0 and d2.data["deleted"] is False and d2.data["removed"][0].startswith("untagged image"), str(d2)
+    assert docker_engine.images.list(all=True, filters=flt) == []
     again = env.mlops("--json", "image", "delete", IMG, "--yes")
     assert again.code == 3 and again.error["code"] == "image-not-found", str(again)
     assert "image build docker" in again.error["hint"]
