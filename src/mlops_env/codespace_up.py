@@ -317,6 +317,8 @@ def print_summary(ui: Any, data: dict[str, Any]) -> None:
     """The human summary of ``up codespace`` (stdout)."""
     if ui.json_mode:
         return
+    from rich.markup import escape
+
     c = ui.out
     cs = data.get("codespace") or {}
     changed = sum(1 for s in data["steps"] if s["status"] == "changed")
@@ -326,28 +328,28 @@ def print_summary(ui: Any, data: dict[str, Any]) -> None:
         verdict = "available (--provision-only: no doctor, no smoke test)"
     else:
         verdict = "ready, nothing to change" if changed == 0 else f"ready ({changed} steps changed)"
-    c.print(f"\n[bold green]{data['name']}[/bold green] is {verdict} in {data['seconds']:.1f}s")
+    c.print(f"\n[bold green]{escape(data['name'])}[/bold green] is {verdict} in {data['seconds']:.1f}s")
     c.print(f"  codespace    {cs.get('name')} ({cs.get('display_name')}), {cs.get('repo')}@{cs.get('ref')}, "
-            f"{cs.get('machine')}")
+            f"{cs.get('machine')}", markup=False)
     if data.get("smoke"):
         s = data["smoke"]
         kind = "synthetic sample" if s.get("synthetic") else "course data"
         c.print(f"  smoke test   RMSE train {s['rmse_train']:.3f}, validation {s['rmse_val']:.3f} "
-                f"min ({kind}, {s['train_rows']:,} rows)")
+                f"min ({kind}, {s['train_rows']:,} rows)", markup=False)
     if data.get("ssh_command"):
-        c.print(f"  connect      {data['ssh_command']}")
-        c.print(f"  VS Code      {data['code_command']}")
+        c.print(f"  connect      {data['ssh_command']}", markup=False)
+        c.print(f"  VS Code      {data['code_command']}", markup=False)
     links = data.get("links") or {}
     if links.get("browser"):
-        c.print(f"  browser      {links['browser']}")
+        c.print(f"  browser      {links['browser']}", markup=False)
     if links.get("vscode"):
-        c.print(f"  VS Code URL  {links['vscode']} (GitHub Codespaces extension)")
+        c.print(f"  VS Code URL  {links['vscode']} (GitHub Codespaces extension)", markup=False)
     if data.get("ssh_command"):
         c.print("  Jupyter      http://localhost:8888 (forwarded while `ssh` is connected)")
     cost = data.get("cost") or {}
     if cost.get("summary"):
-        c.print(f"  cost         {cost['summary']}")
-    c.print(f"  lifetime     {data.get('lifetime')}")
-    c.print(f"  storage      {data.get('storage')}")
+        c.print(f"  cost         {cost['summary']}", markup=False)
+    c.print(f"  lifetime     {data.get('lifetime')}", markup=False)
+    c.print(f"  storage      {data.get('storage')}", markup=False)
     if ui.log_file:
-        c.print(f"  log          {ui.log_file}")
+        c.print(f"  log          {ui.log_file}", markup=False)

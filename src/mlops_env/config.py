@@ -1,4 +1,8 @@
-"""Defaults for ``up`` options: flag > environment > config file > built-in.
+"""Defaults for ``up`` options: flag > environment > the workstation > config file > built-in.
+
+"The workstation" is how an existing workstation was made: the options its earlier ``up``
+chose (by flag, environment, config file or an answer; not the built-in defaults) are the
+defaults of its later runs, so ``up NAME`` without the first run's flags changes nothing.
 
 The config file is YAML (``config.yaml`` in the platformdirs config dir, or ``--config FILE``)
 with flat keys named like the options (``python_dist`` or ``python-dist``)::
@@ -42,6 +46,17 @@ def _choice(*choices: str) -> Callable[[Any], str]:
         return s
 
     return conv
+
+
+def _user(v: Any) -> str:
+    """useradd's default NAME_REGEX, and its 32-character limit."""
+    import re
+
+    s = _str(v).strip()
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]*[$]?", s) or len(s) > 32:
+        raise ValueError(f"expected a Linux user name (a-z, 0-9, '_', '-', starting with a letter or '_', "
+                         f"at most 32 characters), got {v!r}")
+    return s
 
 
 def _str(v: Any) -> str:
@@ -124,19 +139,23 @@ def _fmt_minutes(n: int) -> str:
     return f"{n // 1440}d" if n and n % 1440 == 0 else f"{n // 60}h" if n and n % 60 == 0 else f"{n}m"
 
 
+BOOTSTRAP = ("docker", "ssh", "ec2")  # the providers whose boxes `up` installs software on
+
+
 @dataclass(frozen=True)
 class Option:
     name: str
     default: Any
     convert: Callable[[Any], Any]
     help: str
+    providers: tuple[str, ...] = BOOTSTRAP  # where the option means something (--dry-run lists those)
 
 
 UP_OPTIONS: dict[str, Option] = {o.name: o for o in [
-    Option("image", "ubuntu:24.04", _str, "docker: base image of the workstation container"),
-    Option("user", "mlops", _str, "docker: login user created in the container"),
+    Option("image", "ubuntu:24.04", _str, "docker: base image of the workstation container", providers=("docker",)),
+    Option("user", "mlops", _user, "docker: login user created in the container", providers=("docker",)),
     Option("python_dist", "anaconda", _choice("anaconda", "miniconda", "miniforge"),
-           "Python distribution to install"),
+           "Python distribution to install", providers=(*BOOTSTRAP, "codespace")),
     Option("accept_anaconda_tos", False, _bool,
            "accept Anaconda's terms of service (anaconda/miniconda)"),
     Option("conda_installer", None, _url, "installer URL replacing the pinned download (mirror)"),
@@ -144,42 +163,44 @@ UP_OPTIONS: dict[str, Option] = {o.name: o for o in [
     Option("docker_source", "distro", _choice("distro", "docker"),
            "Docker packages: the distribution's or Docker's apt repository"),
     Option("smoke_test", "course", _choice("course", "sample", "off"),
-           "smoke-test data: course (TLC files), sample (synthetic, offline), off"),
-    Option("forward", True, _bool, "forward Jupyter (8888) and MLflow (5000) ports in the SSH config"),
-    Option("ssh_timeout", 60, _seconds, "seconds to wait for the box's SSH server"),
+           "smoke-test data: course (TLC files), sample (synthetic, offline), off", providers=(*BOOTSTRAP, "codespace")),
+    Option("forward", True, _bool, "forward Jupyter (8888) and MLflow (5000) ports in the SSH config", providers=(*BOOTSTRAP, "codespace")),
+    Option("ssh_timeout", 60, _seconds, "seconds to wait for the box's SSH server", providers=(*BOOTSTRAP, "codespace")),
     Option("region", None, _pattern(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$", "an AWS region such as eu-west-1"),
-           "ec2: AWS region (default: AWS_REGION or the profile's region)"),
+           "ec2: AWS region (default: AWS_REGION or the profile's region)", providers=("ec2",)),
     Option("profile", None, _pattern(r"^[A-Za-z0-9_.@+=,/-]{1,128}$", "an AWS profile name"),
-           "ec2: AWS profile (default: AWS_PROFILE or the default chain)"),
+           "ec2: AWS profile (default: AWS_PROFILE or the default chain)", providers=("ec2",)),
     Option("instance_type", "t3.xlarge", _pattern(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$", "an instance type such as t3.xlarge"),
-           "ec2: instance type (t3.xlarge: 4 vCPU, 16 GiB, as the course needs)"),
-    Option("disk_gb", 30, _disk_gb, "ec2: root volume size in GB (gp3, encrypted; 20..2000)"),
+           "ec2: instance type (t3.xlarge: 4 vCPU, 16 GiB, as the course needs)", providers=("ec2",)),
+    Option("disk_gb", 30, _disk_gb, "ec2: root volume size in GB (gp3, encrypted; 20..2000)", providers=("ec2",)),
     Option("ami", "ubuntu-24.04", _pattern(r"^(ubuntu-24\.04|ubuntu-22\.04|ami-[0-9a-f]{8,17})$",
                                            "ubuntu-24.04, ubuntu-22.04 or an ami-... id"),
-           "ec2: image: ubuntu-24.04, ubuntu-22.04 or an ami-... id"),
-    Option("spot", False, _bool, "ec2: a spot instance (cheaper, may be stopped by AWS) instead of on-demand"),
+           "ec2: image: ubuntu-24.04, ubuntu-22.04 or an ami-... id", providers=("ec2",)),
+    Option("spot", False, _bool, "ec2: a spot instance (cheaper, may be stopped by AWS) instead of on-demand", providers=("ec2",)),
     Option("idle_stop", None, option_idle_stop,
            "power off after this long idle (30m, 2h, off; default: 60m on ec2, off elsewhere)"),
     Option("max_hours", None, option_max_hours, "power off after N hours of uptime regardless (0: no cap)"),
-    Option("allow_cidr", None, _cidr, "ec2: who may reach SSH (default: your public IP as /32)"),
+    Option("allow_cidr", None, _cidr, "ec2: who may reach SSH (default: your public IP as /32)", providers=("ec2",)),
     Option("subnet", None, _pattern(r"^subnet-[0-9a-f]{8,17}$", "a subnet id such as subnet-0123abcd"),
-           "ec2: subnet to launch in (default: the default VPC's subnets)"),
+           "ec2: subnet to launch in (default: the default VPC's subnets)", providers=("ec2",)),
     Option("repo", None, _pattern(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$",
                                   "a GitHub repository OWNER/REPO"),
-           "codespace: the repository with the dev container (OWNER/REPO)"),
+           "codespace: the repository with the dev container (OWNER/REPO)", providers=("codespace",)),
     Option("branch", None, _pattern(r"^(?!-)[A-Za-z0-9._/+-]{1,255}$", "a branch name"),
-           "codespace: branch (default: the repository's default branch)"),
+           "codespace: branch (default: the repository's default branch)", providers=("codespace",)),
     Option("machine", None, _pattern(r"^[A-Za-z][A-Za-z0-9]{0,63}$", "a machine type such as standardLinux32gb"),
-           "codespace: machine type (default: the smallest allowed one with 4 cores and 16 GB)"),
+           "codespace: machine type (default: the smallest allowed one with 4 cores and 16 GB)", providers=("codespace",)),
     Option("idle_timeout", None, _minutes(5, 240, "the idle timeout"),
-           "codespace: stop after this much inactivity (5m..4h; default: your GitHub setting)"),
+           "codespace: stop after this much inactivity (5m..4h; default: your GitHub setting)", providers=("codespace",)),
     Option("retention", None, _minutes(0, 43200, "the retention period"),
-           "codespace: delete this long after it stops (0m..30d; default: your GitHub setting)"),
+           "codespace: delete this long after it stops (0m..30d; default: your GitHub setting)", providers=("codespace",)),
     Option("from_image", None, _pattern(r"^(auto|[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?)$",
                                         "an image name (see `mlops-env image list`) or auto"),
-           "docker: start from a prebuilt image (`mlops-env image build`), or auto: the newest current one"),
+           "docker: start from a prebuilt image (`mlops-env image build`), or auto: the newest current one",
+           providers=("docker",)),
     Option("serve", False, _bool, "after the smoke test, serve the model in Docker on the box "
-           "(docker build, compose, 127.0.0.1:9696) and check its predictions"),
+           "(docker build, compose, 127.0.0.1:9696) and check its predictions",
+           providers=("docker", "ssh", "ec2")),
 ]}
 
 
@@ -195,6 +216,15 @@ class Resolved:
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.values.get(key, default)
+
+
+def applies(name: str, provider: str) -> bool:
+    """Whether option ``name`` means something for ``provider`` (unknown names: yes)."""
+    opt = UP_OPTIONS.get(name)
+    return opt is None or not provider or provider in opt.providers
+
+
+WORKSTATION = "from the workstation"
 
 
 def _norm_key(key: str) -> str:
@@ -248,9 +278,17 @@ def resolve(
     config_path: Path | None,
     default_config: Path,
     env: Mapping[str, str] | None = None,
+    workstation: Mapping[str, Any] | None = None,
+    workstation_sources: Mapping[str, str] | None = None,
 ) -> Resolved:
-    """Resolve every ``up`` option. ``flags`` holds values given on the command line (None = not given)."""
+    """Resolve every ``up`` option. ``flags`` holds values given on the command line (None = not given).
+
+    ``workstation``: the options an existing workstation was made with (its record), with
+    ``workstation_sources`` saying where each came from then: a value that was a built-in
+    default then is not a choice and does not hide the config file. Records written before
+    sources were kept count every non-empty value as chosen."""
     env = os.environ if env is None else env
+    workstation = workstation or {}
     file_values = load_file(config_path or default_config, required=config_path is not None)
     file_name = str(config_path or default_config)
     values: dict[str, Any] = {}
@@ -262,6 +300,10 @@ def resolve(
             raw, src, where = flags[name], "flag", f"--{name.replace('_', '-')}"
         elif env_name in env:
             raw, src, where = env[env_name], f"env {env_name}", f"environment variable {env_name}"
+        elif workstation.get(name) is not None and (
+                workstation_sources is None or not workstation_sources
+                or workstation_sources.get(name, "default") != "default"):
+            raw, src, where = workstation[name], WORKSTATION, f"the workstation's saved option {name!r}"
         elif name in file_values:
             raw, line = file_values[name]
             src = f"file {file_name}:{line}"

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -95,7 +94,10 @@ def find_token(env: Mapping[str, str] | None = None, *, gh: str | None = None) -
         if value:
             register_secret(value)
             return Token(value, name)
-    gh = gh or shutil.which("gh", path=env.get("PATH"))
+    if not gh:
+        from mlops_env.ghcli import find_gh
+
+        gh = find_gh(env)
     if gh:
         try:
             proc = subprocess.run(  # noqa: S603 - fixed argv

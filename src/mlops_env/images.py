@@ -262,7 +262,7 @@ class DockerImages:
     def _build(self, name: str, options: Resolved, progress: Progress,
                on_step: Callable[..., None] | None, build_id: str) -> Any:
         from mlops_env.keys import ensure_keypair
-        from mlops_env.providers.docker import STOP_SIGNAL
+        from mlops_env.providers.docker import STOP_SIGNAL, free_port
 
         _write_state(self.paths, name, "builder", build_id=build_id)
         base_ref = options["image"]
@@ -271,8 +271,10 @@ class DockerImages:
         rec = recipe(options, base.attrs.get("Architecture") or "amd64")
         labels = {LABEL_BUILD: name, LABEL_BUILDER: "1", "mlops-env.managed": "1"}
         progress(f"creating builder container {builder_name(name)} from {base_ref}")
-        c = self.provider._create(f"image-build-{name}", ws_tag, base_ref, labels=labels,
-                                  cname=builder_name(name), volume=builder_name(name) + "-docker")
+        vol = builder_name(name) + "-docker"
+        self.client.volumes.create(vol, labels=labels)
+        c = self.provider._create_container(f"image-build-{name}", ws_tag, base_ref, free_port(), labels=labels,
+                                            cname=builder_name(name), volume=vol)
         c = self.provider._wait_running(c)
         key = ensure_keypair(self.paths)
         user = options["user"]

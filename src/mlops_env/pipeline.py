@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlops_env import engine, knownhosts, sshconfig
-from mlops_env.config import Resolved
-from mlops_env.errors import HostKeyError, UsageError
+from mlops_env.config import Resolved, applies
+from mlops_env.errors import HostKeyError, PrereqError, UsageError
 from mlops_env.fsutil import atomic_write
 from mlops_env.paths import Paths, ensure_private_dir
 from mlops_env.providers import get_provider
@@ -30,6 +30,11 @@ from mlops_env.steps import CheckResult, Facts, Step, StepContext
 from mlops_env.steps.builtin import workstation_steps
 
 log = logging.getLogger(__name__)
+
+
+class Declined(Exception):  # noqa: N818 - not an error: the user's answer
+    """The user answered "no" to a question asked before anything was changed. The CLI turns
+    it into exit 0 and "nothing changed" (not an error, and not 130, which means Ctrl-C)."""
 
 
 @dataclass
@@ -204,24 +209,36 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
     from mlops_env.keys import ensure_keypair
 
     t_total = time.monotonic()
-    opts = req.options
-    record.options = {k: v for k, v in opts.values.items()}
+    # Every question comes before the first change: a "no" leaves nothing behind.
+    opts = req.options if req.provision_only else _terms_up_front(record, req.options, events)
+    _remember_options(record, opts)
     # Refuse before making anything when ~/.ssh/config cannot be updated (unreadable,
     # not UTF-8...): the last step would fail after minutes of work otherwise.
     sshconfig.check_include(paths)
     key = ensure_keypair(paths)
-    store.save(record)  # known from now on: `list` shows it, `down` can clean it up
+    known = store.exists(record.name)
+    if known:
+        store.save(record)
+    # A new workstation gets its record once something exists that `down` would have to
+    # remove (a failed first `up` that made nothing leaves no ghost in `list`): the provider
+    # says so through `created` the moment it makes something (docker: the volume, before the
+    # container); the ssh provider makes nothing, so the record follows the host key's pin.
+
+    def created(data: dict[str, Any]) -> None:
+        record.provider_data.update(data)
+        store.save(record)
 
     # 1. the box exists
     t0 = time.monotonic()
     events.step("start", "provision", title=f"{req.provider} box", message="")
-    provider.confirm, provider.warn = events.confirm, events.warn
+    provider.confirm, provider.warn, provider.created = events.confirm, events.warn, created
     prov = provider.ensure(record, opts, key, events.progress)
     record.endpoint = prov.endpoint
     record.provider_data.update(prov.provider_data)
     if record.phase == "new":
         record.phase = "provisioned"
-    store.save(record)
+    if known or store.exists(record.name) or prov.action != "unchanged":
+        store.save(record)
     reports = [engine.StepReport("provision", f"{req.provider} box",
                                  engine.CHANGED if prov.action != "unchanged" else engine.UNCHANGED,
                                  time.monotonic() - t0, prov.detail)]
@@ -237,6 +254,7 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
             knownhosts.pin(paths, ep.host_key_alias, prov.host_key, replace=True)
     elif not pinned:
         establish_trust(paths, ep, req.host_key_fingerprint, events, opts["ssh_timeout"])
+    store.save(record)  # the pin exists now: `down` removes it
     if req.provision_only:
         return _provision_only(req, record, reports, paths, store, events, t_total)
 
@@ -253,6 +271,7 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
         plan = engine.gather(ctx, steps)
         _preflight(plan, ctx)
         ctx.options = opts = _terms(plan, ctx, events)
+        _remember_options(record, opts)
         record.provider_data["facts"] = {k: plan.facts.get(k) for k in ("os_pretty", "arch", "home", "user")}
         try:
             step_reports = engine.apply(ctx, plan, jobs=req.jobs, on_event=events.step,
@@ -260,7 +279,7 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
         except Exception as e:
             partial = getattr(e, "reports", None)
             if partial:
-                record.steps = {r.id: r.as_dict() for r in partial}
+                record.steps = step_records(reports + partial)
                 store.save(record)
                 e.data = _data(record, reports + partial, ctx, paths, t_total)  # type: ignore[attr-defined]
             raise
@@ -281,7 +300,7 @@ def finish(record: Record, reports: list[engine.StepReport], ctx: StepContext, s
            events: Events) -> list[str]:
     """The end of a successful ``up``: the record is ready with its steps, the smoke report is
     kept, and the user's ssh settings that override ours are warned about (returned)."""
-    record.steps = {r.id: r.as_dict() for r in reports}
+    record.steps = step_records(reports)
     record.phase = "ready"
     store.save(record)
     _save_smoke_report(ctx.paths, record, ctx.data.get("smoke"))
@@ -291,12 +310,19 @@ def finish(record: Record, reports: list[engine.StepReport], ctx: StepContext, s
     return warnings
 
 
+def step_records(reports: list[engine.StepReport]) -> dict[str, dict[str, Any]]:
+    """The record's steps: each report with its place in the run (``order``; the state file
+    sorts keys) and when it was last checked (``checked_at``, epoch seconds)."""
+    now = time.time()
+    return {r.id: {**r.as_dict(), "order": i, "checked_at": now} for i, r in enumerate(reports)}
+
+
 def smoke_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
     """The smoke test's numbers for ``up``'s data, from ridetrain's envelope."""
     if report and isinstance(report.get("data"), dict):
         d = report["data"]
         return {k: d.get(k) for k in ("rmse_train", "rmse_val", "train_rows", "val_rows",
-                                      "synthetic", "features", "seconds")}
+                                      "synthetic", "features", "seconds", "serve") if k in d}
     return None
 
 
@@ -324,7 +350,7 @@ def _provision_only(req: UpRequest, record: Record, reports: list[engine.StepRep
                       record=record, paths=paths, endpoint=record.endpoint)
     rep = run_local_step(step, ctx, events)
     reports = [*reports, rep]
-    record.steps.update({r.id: r.as_dict() for r in reports})
+    record.steps.update(step_records(reports))
     store.save(record)
     data = _data(record, reports, ctx, paths, t_total)
     data["provision_only"] = True
@@ -350,11 +376,57 @@ def _preflight(plan: engine.Plan, ctx: StepContext) -> None:
         )
 
 
+def _remember_options(record: Record, opts: Resolved) -> None:
+    """The options this workstation was made with: the defaults of its later runs (with their
+    sources, so a built-in default is not mistaken for a choice)."""
+    record.options = dict(opts.values)
+    record.option_sources = dict(opts.sources)
+
+
+def _terms_question(label: str) -> str:
+    return (f"{label} is distributed under Anaconda's terms of service "
+            "(https://www.anaconda.com/legal/terms).\nAccept them? (No: stop here; "
+            "`--python-dist miniforge` installs conda-forge's Miniforge, which has no such terms)")
+
+
+def _terms_refused(label: str) -> PrereqError:
+    return PrereqError(
+        f"{label} requires accepting Anaconda's terms of service",
+        hint="re-run with --accept-anaconda-tos (https://www.anaconda.com/legal/terms), "
+        "or use --python-dist miniforge (conda-forge, no terms to accept)",
+        code="terms-not-accepted",
+    )
+
+
+def _accepted(opts: Resolved) -> Resolved:
+    values, sources = dict(opts.values), dict(opts.sources)
+    values["accept_anaconda_tos"], sources["accept_anaconda_tos"] = True, "answered on the terminal"
+    return Resolved(values=values, sources=sources)
+
+
+def _terms_up_front(record: Record, opts: Resolved, events: Events) -> Resolved:
+    """The terms question for a box whose conda is not known to be installed, asked before the
+    box is made or started (the terms depend on the distribution only). A box that had conda
+    is checked again after the facts are gathered (``_terms``)."""
+    from mlops_env.installers import DIST_LABELS, table
+
+    if opts["accept_anaconda_tos"] or not opts.get("python_dist"):
+        return opts
+    if (record.steps.get("conda") or {}).get("status") in (engine.CHANGED, engine.UNCHANGED):
+        return opts
+    entry = table().get(opts["python_dist"]) or {}
+    if not entry.get("terms_of_service"):
+        return opts
+    label = DIST_LABELS.get(opts["python_dist"], opts["python_dist"])
+    if not events.confirm_terms(_terms_question(label)):
+        raise _terms_refused(label)
+    return _accepted(opts)
+
+
 def _terms(plan: engine.Plan, ctx: StepContext, events: Events) -> Resolved:
     """Anaconda's and Miniconda's terms must be accepted explicitly before their installer runs:
     ``--accept-anaconda-tos``, or a question on a terminal that names Miniforge as the
     alternative. Refused before anything changes."""
-    from mlops_env.errors import PrereqError
     from mlops_env.installers import resolve as resolve_installer
 
     opts = ctx.options
@@ -364,20 +436,9 @@ def _terms(plan: engine.Plan, ctx: StepContext, events: Events) -> Resolved:
                              sha256=opts.get("conda_sha256"))
     if not inst.terms_of_service:
         return opts
-    question = (f"{inst.label} is distributed under Anaconda's terms of service "
-                "(https://www.anaconda.com/legal/terms).\nAccept them? (No: stop here; "
-                "`--python-dist miniforge` installs conda-forge's Miniforge, which has no such terms)")
-    if not events.confirm_terms(question):
-        raise PrereqError(
-            f"{inst.label} requires accepting Anaconda's terms of service",
-            hint="re-run with --accept-anaconda-tos (https://www.anaconda.com/legal/terms), "
-            "or use --python-dist miniforge (conda-forge, no terms to accept)",
-            code="terms-not-accepted",
-        )
-    values = dict(opts.values)
-    sources = dict(opts.sources)
-    values["accept_anaconda_tos"], sources["accept_anaconda_tos"] = True, "answered on the terminal"
-    return Resolved(values=values, sources=sources)
+    if not events.confirm_terms(_terms_question(inst.label)):
+        raise _terms_refused(inst.label)
+    return _accepted(opts)
 
 
 def _data(record: Record, reports: list[engine.StepReport], ctx: StepContext, paths: Paths,
@@ -464,7 +525,8 @@ def _dry_run(req: UpRequest, record: Record, existing: Record | None, provider: 
         "host": ep.host if ep else None, "port": ep.port if ep else None, "user": ep.user if ep else None,
         "provider_plan": lines,
         "steps": steps_out,
-        "options": {k: {"value": opts.values[k], "source": opts.sources[k]} for k in opts.values},
+        "options": {k: {"value": opts.values[k], "source": opts.sources[k]} for k in opts.values
+                    if applies(k, req.provider)},
     }
 
 

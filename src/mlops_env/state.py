@@ -58,6 +58,9 @@ class Record:
     endpoint: Endpoint | None = None
     phase: str = "new"  # new -> provisioned -> ready
     options: dict[str, Any] = field(default_factory=dict)
+    # Where each option came from at the last `up` (flag, env, file, default, ...): the values
+    # that were chosen (not built-in defaults) are the defaults of the next `up`.
+    option_sources: dict[str, str] = field(default_factory=dict)
     provider_data: dict[str, Any] = field(default_factory=dict)
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
@@ -88,6 +91,7 @@ class Record:
                 endpoint=Endpoint(**ep) if ep else None,
                 phase=d.get("phase", "new"),
                 options=dict(d.get("options") or {}),
+                option_sources=dict(d.get("option_sources") or {}),
                 provider_data=dict(d.get("provider_data") or {}),
                 steps=dict(d.get("steps") or {}),
                 created=float(d.get("created") or time.time()),

@@ -22,7 +22,7 @@ from typing import Any
 
 import hosts
 import pytest
-from conftest import Env, mlops_env_bin
+from e2ehelp import Env, mlops_env_bin
 from servebox import MAKE_PY_IMAGE, PY_IMAGE
 
 NAME = f"srv{os.getpid() % 100000}"

@@ -89,6 +89,30 @@ def test_second_up_changes_nothing_over_one_connection(workstation: tuple[Env, A
     assert again.data["ssh_round_trips"] == 1  # facts + every check in one batch
 
 
+def test_a_second_up_without_the_first_runs_flags_uses_the_workstations_options(
+        workstation: tuple[Env, Any, Any]) -> None:
+    """Issue 16 item 3 (fails on the old code: without the flags a second up fell back to
+    ubuntu:24.04, the online smoke test and unaccepted terms, and failed offline)."""
+    env, _, _ = workstation
+    dry = env.mlops("--json", "up", "docker", NAME, "--dry-run")
+    assert dry.code == 0, dry.stdout + dry.stderr
+    opts = dry.data["options"]
+    for k in ("image", "smoke_test", "conda_installer", "conda_sha256", "accept_anaconda_tos"):
+        assert opts[k]["source"] == "from the workstation", (k, opts[k])
+    assert opts["smoke_test"]["value"] == "sample"
+    # only what applies to a docker workstation
+    assert not {"region", "instance_type", "repo", "machine"} & set(opts)
+    assert opts["forward"]["source"] == "default"  # a built-in default is not remembered as a choice
+    # a flag still overrides the workstation's value
+    flag = env.mlops("--json", "up", "docker", NAME, "--dry-run", "--smoke-test", "off")
+    assert flag.data["options"]["smoke_test"] == {"value": "off", "source": "flag"}
+    human = env.mlops("up", "docker", NAME, "--dry-run")
+    assert "from the workstation" in human.stdout and "region" not in human.stdout
+    again = env.mlops("--json", "up", "docker", NAME)
+    assert again.code == 0, again.stdout + again.stderr
+    assert set(step_status(again).values()) == {"unchanged"}
+
+
 def test_smoke_test_on_the_workstation_brings_the_report_back(workstation: tuple[Env, Any, Any]) -> None:
     env, _, _ = workstation
     r = env.mlops("--json", "smoke-test", NAME, "--sample", "--features", "PULocationID,DOLocationID,trip_distance")
@@ -123,6 +147,89 @@ def test_list_and_status(workstation: tuple[Env, Any, Any]) -> None:
     assert (w["provider"], w["state"], w["phase"]) == ("docker", "running", "ready")
     st = env.mlops("--json", "status", NAME)
     assert st.code == 0 and st.data["host_key"].startswith("SHA256:")
+    assert [s["id"] for s in st.data["steps"]] == ["provision", "base", "conda", "docker", "smoke", "ssh-config"]
+    assert {s["result"] for s in st.data["steps"]} == {"ok"}
+    human = env.mlops("status", NAME)
+    lines = human.stdout.splitlines()
+    rows = [ln.split()[:2] for ln in lines if ln.startswith("    ")]
+    assert rows == [["provision", "ok"], ["base", "ok"], ["conda", "ok"], ["docker", "ok"], ["smoke", "ok"],
+                    ["ssh-config", "ok"]], human.stdout
+    (smoke,) = [ln for ln in lines if ln.strip().startswith("smoke ") and "RMSE" in ln]
+    assert " ago (" in smoke and "RMSE train" in smoke
+
+
+def _wait_ssh(env: Env, deadline_s: float = 90) -> subprocess.CompletedProcess[str]:
+    """The system ssh by alias, retried until sshd in the (re)started container answers."""
+    import time
+
+    end = time.monotonic() + deadline_s
+    while True:
+        r = env.ssh(ALIAS, "cat", "/home/mlops/marker", timeout=30)
+        if r.returncode == 0 or time.monotonic() > end:
+            return r
+        time.sleep(1)
+
+
+def _record(env: Env) -> dict[str, Any]:
+    import json
+
+    return dict(json.loads((env.root / "state" / f"{NAME}.json").read_text()))
+
+
+def test_stop_start_keeps_the_alias_working(workstation: tuple[Env, Any, Any]) -> None:
+    """Issue 16 item 2 (fails on the old code: Docker picked a new host port at every start)."""
+    env, _, _ = workstation
+    assert env.ssh(ALIAS, "echo kept > /home/mlops/marker").returncode == 0
+    port = _record(env)["endpoint"]["port"]
+    assert _record(env)["provider_data"]["ssh_port"] == port
+    r = env.mlops("stop", NAME, "--yes")
+    assert r.code == 0, r.stderr
+    ls = env.mlops("--json", "list")
+    (w,) = [w for w in ls.data["workstations"] if w["name"] == NAME]
+    assert w["state"] == "stopped"  # the tool's word, not Docker's `exited`
+    r = env.mlops("start", NAME)
+    assert r.code == 0, r.stderr
+    assert "mlops-env up" not in r.stderr
+    s = _wait_ssh(env)
+    assert (s.returncode, s.stdout.strip()) == (0, "kept"), s.stderr
+    assert _record(env)["endpoint"]["port"] == port
+
+
+def test_docker_restart_behind_the_tools_back_keeps_the_alias_working(
+        workstation: tuple[Env, Any, Any], docker_engine: Any) -> None:
+    """What a laptop reboot does (the engine restarts the container): no mlops-env involved."""
+    env, _, _ = workstation
+    docker_engine.containers.get(f"mlops-env-{NAME}").restart(timeout=30)
+    s = _wait_ssh(env)
+    assert (s.returncode, s.stdout.strip()) == (0, "kept"), s.stderr
+
+
+def test_a_port_taken_meanwhile_gets_a_new_one_at_start(
+        workstation: tuple[Env, Any, Any], docker_engine: Any) -> None:
+    import socket
+
+    env, _, _ = workstation
+    old = _record(env)["endpoint"]["port"]
+    assert env.mlops("stop", NAME, "--yes").code == 0
+    squatter = socket.socket()
+    try:
+        squatter.bind(("127.0.0.1", old))
+        squatter.listen(1)
+        r = env.mlops("--json", "start", NAME)
+        assert r.code == 0, r.stdout + r.stderr
+        new = _record(env)["endpoint"]["port"]
+        assert new != old and r.data["ssh_config_rewritten"] is True
+        assert r.data["address"] == f"mlops@127.0.0.1:{new}"
+        s = _wait_ssh(env)
+        assert (s.returncode, s.stdout.strip()) == (0, "kept"), s.stderr  # the disk was kept
+        c = env.ssh(ALIAS, "bash", "-ic", "'conda --version && docker run --rm --network none mlops-env/probe:1'")
+        assert c.returncode == 0 and "ok" in c.stdout, c.stderr  # conda, and the inner engine's volume
+        again = env.mlops("--json", "up", "docker", NAME)  # the record's options, the new port
+        assert again.code == 0, again.stdout + again.stderr
+        assert set(step_status(again).values()) == {"unchanged"} and again.data["port"] == new
+    finally:
+        squatter.close()
+    assert len(docker_engine.containers.list(all=True, filters={"label": f"mlops-env.name={NAME}"})) == 1
 
 
 def test_zz_changed_host_key_is_refused(workstation: tuple[Env, Any, Any], docker_engine: Any) -> None:
@@ -144,6 +251,7 @@ def test_zzz_down_removes_everything_and_restores_the_users_ssh_config(
     assert r.code == 0, r.stdout + r.stderr
     assert docker_engine.containers.list(all=True, filters={"label": f"mlops-env.name={NAME}"}) == []
     assert [v for v in docker_engine.volumes.list() if v.name == f"mlops-env-{NAME}-docker"] == []
+    assert docker_engine.images.list(filters={"label": f"mlops-env.state-of={NAME}"}) == []
     assert env.ssh_config.read_bytes() == USER_SSH_CONFIG
     assert ALIAS not in (env.root / "ssh" / "config").read_text()
     assert env.mlops("--json", "status", NAME).code == 3
@@ -157,7 +265,11 @@ def test_image_not_found_is_a_clear_error(user_env: Env, docker_engine: Any) -> 
     assert r.code == 3, r.stdout + r.stderr
     assert r.error["code"] == "image-not-found" and "mlops-env-test/no-such-image:1" in r.error["message"]
     assert docker_engine.containers.list(all=True, filters={"label": "mlops-env.name=noimg"}) == []
-    user_env.mlops("down", "noimg", "--yes")
+    # Nothing was made: no record either (issue 16 item 5; the old code kept a `missing new` ghost).
+    ls = user_env.mlops("--json", "list")
+    assert [w["name"] for w in ls.data["workstations"]] == []
+    assert not (user_env.root / "state" / "noimg.json").exists()
+    assert user_env.mlops("--json", "down", "noimg", "--yes").code == 3
 
 
 def test_unsupported_base_image_is_refused(user_env: Env, docker_engine: Any, base_image: str) -> None:

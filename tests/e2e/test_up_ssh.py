@@ -89,14 +89,15 @@ def test_refused_key(user_env: Env, vm_host: Any, ssh_keypair: Any) -> None:
     vm = vm_host(user="ubuntu")
     r = user_env.mlops("--json", "up", "ssh", "nokey", "--host", vm.host_spec, "--identity",
                        str(ssh_keypair.private_key), "--host-key-fingerprint", vm.host_key_fingerprint,
-                       "--ssh-timeout", "10")
+                       "--ssh-timeout", "10", "--python-dist", "miniforge")  # no terms: refused before any contact
     assert r.code == 5, r.stdout + r.stderr
     assert r.error["code"] == "auth-refused" and "ssh-copy-id" in r.error["hint"]
 
 
 def test_unreachable_host(user_env: Env, ssh_keypair: Any) -> None:
     r = user_env.mlops("--json", "up", "ssh", "gone", "--host", f"me@127.0.0.1:{_free_port()}",
-                       "--identity", str(ssh_keypair.private_key), "--ssh-timeout", "2", timeout=60)
+                       "--identity", str(ssh_keypair.private_key), "--ssh-timeout", "2", "--python-dist", "miniforge",
+                       timeout=60)
     assert r.code == 5, r.stdout + r.stderr
     assert r.error["code"] == "unreachable" and "connection refused" in r.error["message"]
 

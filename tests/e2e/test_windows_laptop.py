@@ -15,7 +15,7 @@ from typing import Any
 import hosts
 import winsim
 from clirun import Run, mlops_env_bin
-from conftest import USER_SSH_CONFIG, Env, step_status
+from e2ehelp import USER_SSH_CONFIG, Env, step_status
 
 
 def _win(user_env: Env, store: Path, *args: str, timeout: float = 900) -> Run:

@@ -573,3 +573,22 @@ def test_down_of_a_spot_workstation_cancels_its_request_and_checks_snapshots_too
     assert all(v == [] for v in tagged(moto_ec2, "ws").values()), tagged(moto_ec2, "ws")
     live = moto_ec2.describe_spot_instance_requests(Filters=[{"Name": "state", "Values": ["open", "active", "disabled"]}])
     assert not live["SpotInstanceRequests"] and inst["InstanceId"]  # cancelled (moto then forgets it)
+
+
+@pytest.mark.parametrize("flags", [{"instance_type": "t3.xlargee"}, {"subnet": "subnet-0123456789abcdef0"}])
+def test_a_first_up_refused_before_anything_is_made_leaves_no_record(moto_ec2: Any,
+                                                                       flags: dict[str, str]) -> None:
+    """Issue 16 item 5 for EC2: the region is saved before the first call that creates anything,
+    not before the first AWS call, so bad input leaves no ghost in `list` (it used to)."""
+    from mlops_env.paths import get_paths
+    from mlops_env.pipeline import Events, UpRequest, up
+
+    paths = get_paths()
+    with pytest.raises(UsageError if "instance_type" in flags else NotFoundError):
+        up(UpRequest(name="ws", provider="ec2", options=options(**flags), provision_only=True), paths, Events())
+    assert Store(paths).find("ws") is None and Store(paths).all() == []
+    assert all(v == [] for v in tagged(moto_ec2, "ws").values())
+    # and a later good run still works, and is found by `down` through its saved region
+    data = up(UpRequest(name="ws", provider="ec2", options=options(), provision_only=True), paths, Events())
+    rec = Store(paths).load("ws")
+    assert rec.provider_data["region"] and data["phase"] == "provisioned"

@@ -110,10 +110,11 @@ def test_no_docker_engine_is_a_clear_error(cli) -> None:  # type: ignore[no-unty
     doc = _envelope(r.stdout)
     assert doc["errors"][0]["code"] == "no-docker-engine"
     assert "docker" in doc["errors"][0]["hint"].lower()
-    # Nothing half-made that the next run cannot read: the record is there and loads.
+    # Nothing was made, so nothing is kept: no ghost record in `list` (issue 16, item 5).
     r2 = cli("--json", "list")
     assert r2.exit_code == 0
-    assert [w["name"] for w in _envelope(r2.stdout)["data"]["workstations"]] == ["w1"]
+    assert _envelope(r2.stdout)["data"]["workstations"] == []
+    assert not (cli.root / "state" / "w1.json").exists()
 
 
 def test_dry_run_changes_nothing(cli) -> None:  # type: ignore[no-untyped-def]
@@ -183,3 +184,84 @@ def test_unreadable_user_ssh_config_is_refused_before_anything_is_made(cli) -> N
     assert (ssh / "config").read_bytes() == before
     assert not (cli.root / "state" / "w2.json").exists()
     assert not (cli.root / "keys").exists()
+
+
+def _ssh_record(root: Path, name: str, host: str) -> None:
+    state = root / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    (state / f"{name}.json").write_text(json.dumps({
+        "schema": 1, "name": name, "provider": "ssh", "alias": f"mlops-{name}",
+        "endpoint": {"host": host, "port": 2222, "user": "someone-with-a-long-name",
+                     "identity_file": "/nonexistent/key", "host_key_alias": f"mlops-env-{name}"},
+        "phase": "ready", "provider_data": {"target": f"someone-with-a-long-name@{host}:2222"}}))
+
+
+def test_list_piped_prints_whole_values(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16 item 10: piped (not a terminal), `list` never cuts a value (`127.0…`), even
+    when COLUMNS is small."""
+    monkeypatch.setenv("COLUMNS", "40")
+    _ssh_record(cli.root, "a-rather-long-workstation-name", "127.0.0.1")
+    r = cli("list")
+    assert r.exit_code == 0, r.output
+    assert "…" not in r.stdout
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "PROVIDER", "SSH", "ALIAS", "ADDRESS", "STATE", "SETUP", "PER", "HOUR",
+                                "RUNNING"]
+    row = lines[1].split()
+    assert row[:4] == ["a-rather-long-workstation-name", "ssh", "mlops-a-rather-long-workstation-name",
+                       "someone-with-a-long-name@127.0.0.1:2222"]
+    assert row[4] in ("reachable", "unreachable") and row[5] == "ready"
+
+
+def test_up_summary_counts_steps_in_english() -> None:
+    from rich.console import Console
+
+    from mlops_env.cli.up import _print_summary
+
+    class Ui:
+        json_mode = False
+        log_file = None
+        out = Console(record=True, width=200)
+
+    base = {"name": "w", "seconds": 1.0, "ssh_command": "ssh mlops-w", "code_command": "code ..."}
+    for changed, want in ((1, "ready (1 step changed)"), (2, "ready (2 steps changed)"), (0, "nothing to change")):
+        ui = Ui()
+        ui.out = Console(record=True, width=200)
+        steps = [{"status": "changed"}] * changed + [{"status": "unchanged"}]
+        _print_summary(ui, {**base, "steps": steps})
+        assert want in ui.out.export_text()
+
+
+def test_a_bad_docker_user_is_refused_before_anything(cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("--json", "up", "docker", "w1", "--user", "Bad User", "--accept-anaconda-tos")
+    assert r.exit_code == 2, r.output
+    err = _envelope(r.stdout)["errors"][0]
+    assert err["code"] == "invalid-option" and "--user" in err["message"]
+    assert not (cli.root / "state").exists()
+
+
+def test_dry_run_lists_only_the_providers_options(cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("up", "ssh", "box", "--host", "me@127.0.0.1:2222", "--dry-run", "--json", "--python-dist", "miniforge")
+    opts = _envelope(r.stdout)["data"]["options"]
+    assert "python_dist" in opts and "smoke_test" in opts
+    assert not {"image", "user", "region", "instance_type", "repo", "machine"} & set(opts)
+
+
+@pytest.mark.parametrize("cmd", [["status", "nope"], ["start", "nope"], ["stop", "nope"], ["stop", "nope", "--yes"],
+                                 ["down", "nope"], ["down", "nope", "--yes"], ["list"], ["idle-stop", "nope", "30m"],
+                                 ["smoke-test", "nope"], ["doctor", "nope"], ["devcontainer", "validate", "/no/such"]])
+def test_every_command_prints_one_json_document(cli, cmd: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16 item 6 (`ssh NAME -- CMD` is the README's documented exception)."""
+    r = cli("--json", *cmd)
+    doc = _envelope(r.stdout)
+    assert doc["exit_code"] == r.exit_code
+
+
+def test_terms_are_refused_before_the_box_is_looked_for(cli) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16 item 4: without a terminal and without --accept-anaconda-tos, `up` refuses
+    before it reaches for the provider (here: no Docker engine, which would be exit 4 too, but
+    `no-docker-engine`), and keeps nothing."""
+    r = cli("--json", "up", "docker", "w1")
+    assert r.exit_code == 4, r.output
+    assert _envelope(r.stdout)["errors"][0]["code"] == "terms-not-accepted"
+    assert not (cli.root / "state" / "w1.json").exists()

@@ -272,3 +272,41 @@ def test_macos_laptop_doctor(cli, monkeypatch: pytest.MonkeyPatch) -> None:  # t
     r = cli("--json", "doctor")
     assert r.exit_code == 0, r.output
     assert envelope(r.stdout)["data"]["target"]["role"] == "laptop"
+
+
+# -- rendering: long lines wrap at word boundaries, text is literal ----------------------------
+def test_the_report_wraps_at_word_boundaries_on_a_100_column_terminal(tmp_path: Path) -> None:
+    """A fresh box's report (long hints with commands and URLs) on a 100-column terminal: no
+    line is wider than the terminal and no word is cut (the old renderer let the terminal cut
+    lines mid-word with soft_wrap); piped, each message is one whole line."""
+    import io
+    import re
+
+    from rich.console import Console
+    from test_doctor_parse import replay
+
+    from mlops_env.cli.doctor import _render
+    from mlops_env.output import UI
+
+    checks, report = replay("debian12-fresh", tmp=tmp_path)
+    report.checks.append(type(checks[0])("system.os", "warn", "a [bold] note about [/x] and [x86_64]",
+                                         hint="run `x --y` " + "word " * 40))
+
+    def render(width: int, terminal: bool) -> str:
+        ui = UI(verbose=1)
+        buf = io.StringIO()
+        ui._out = Console(file=buf, width=width, force_terminal=terminal, color_system=None,
+                          highlight=False)
+        _render(ui, report, fix_requested=False)
+        return buf.getvalue()
+
+    text = render(100, True)
+    lines = text.splitlines()
+    assert max(len(ln) for ln in lines) <= 100
+    words = set(re.findall(r"\S+", render(10_000, False)))
+    for ln in lines:  # every word of the wrapped output is a whole word of the unwrapped one
+        for w in re.findall(r"\S+", ln):
+            assert w in words, f"cut word {w!r} in {ln!r}"
+    assert "a [bold] note about [/x] and [x86_64]" in text  # literal, never markup
+    piped = render(80, False)
+    assert any(ln.strip().startswith("→ run `x --y` word word") and len(ln) > 200 for ln in piped.splitlines())

@@ -88,3 +88,58 @@ def test_empty_file_is_fine(tmp_path: Path) -> None:
     cfg.write_text("")
     r = resolve(_flags(), config_path=cfg, default_config=cfg, env={})
     assert r["python_dist"] == "anaconda"
+
+
+def test_the_workstation_sits_between_env_and_the_config_file(tmp_path: Path) -> None:
+    """Issue 16 item 3: how a workstation was made is the default of its next `up`; a flag and
+    the environment still override it, and it overrides the general config file."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("smoke_test: off\nimage: debian:12\ndocker_source: docker\n")
+    saved = {"smoke_test": "sample", "image": "mine:1", "python_dist": "miniforge", "forward": True,
+             "docker_source": "distro"}
+    sources = {"smoke_test": "flag", "image": "env MLOPS_ENV_IMAGE", "python_dist": f"file {cfg}:9",
+               "forward": "default", "docker_source": "default"}
+    r = resolve(_flags(python_dist="anaconda"), config_path=None, default_config=cfg,
+                env={"MLOPS_ENV_IMAGE": "env:2"}, workstation=saved, workstation_sources=sources)
+    assert (r["smoke_test"], r.sources["smoke_test"]) == ("sample", "from the workstation")
+    assert (r["image"], r.sources["image"]) == ("env:2", "env MLOPS_ENV_IMAGE")
+    assert (r["python_dist"], r.sources["python_dist"]) == ("anaconda", "flag")
+    # a value that was a built-in default then is no choice: the config file applies
+    assert (r["docker_source"], r.sources["docker_source"]) == ("docker", f"file {cfg}:3")
+    assert r.sources["forward"] == "default"
+
+
+def test_a_record_without_sources_counts_every_value_as_chosen(tmp_path: Path) -> None:
+    r = resolve(_flags(), config_path=None, default_config=tmp_path / "none.yaml", env={},
+                workstation={"smoke_test": "sample", "region": None}, workstation_sources={})
+    assert (r["smoke_test"], r.sources["smoke_test"]) == ("sample", "from the workstation")
+    assert r.sources["region"] == "default"
+
+
+def test_a_bad_saved_value_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="the workstation's saved option 'smoke_test'"):
+        resolve(_flags(), config_path=None, default_config=tmp_path / "none.yaml", env={},
+                workstation={"smoke_test": "sometimes"}, workstation_sources={"smoke_test": "flag"})
+
+
+def test_options_apply_to_their_providers() -> None:
+    from mlops_env.config import applies
+
+    assert applies("image", "docker") and not applies("image", "ec2") and not applies("image", "ssh")
+    assert applies("region", "ec2") and not applies("region", "docker")
+    assert applies("repo", "codespace") and not applies("repo", "docker")
+    assert all(applies(k, p) for k in ("python_dist", "smoke_test", "forward") for p in ("docker", "ssh", "ec2"))
+    assert not applies("conda_installer", "codespace")
+
+
+@pytest.mark.parametrize("user", ["mlops", "_svc", "a-b_c9", "machine$", "a" * 32])
+def test_docker_user_names_useradd_accepts(tmp_path: Path, user: str) -> None:
+    r = resolve(_flags(user=user), config_path=None, default_config=tmp_path / "none.yaml", env={})
+    assert r["user"] == user
+
+
+@pytest.mark.parametrize("user", ["Mlops", "9lives", "-x", "a b", "a;rm -rf /", "a$b", "a" * 33, "", "é"])
+def test_docker_user_names_useradd_refuses_are_refused_before_anything(tmp_path: Path, user: str) -> None:
+    """Issue 11 item 5: `useradd`'s default NAME_REGEX and 32-character limit."""
+    with pytest.raises(UsageError, match="--user"):
+        resolve(_flags(user=user), config_path=None, default_config=tmp_path / "none.yaml", env={})

@@ -86,3 +86,19 @@ def test_second_run_is_refused_while_the_lock_is_held(tmp_path: Path) -> None:
         proc.join(10)
     with Store(_paths(tmp_path)).lock("w1"):  # free again
         pass
+
+
+def test_option_sources_round_trip_and_old_records_load(tmp_path: Path) -> None:
+    import json
+
+    from mlops_env.paths import Paths
+    from mlops_env.state import Record, Store
+
+    store = Store(Paths(data=tmp_path / "d", config=tmp_path / "c", cache=tmp_path / "x", logs=tmp_path / "l"))
+    rec = Record(name="w1", provider="docker", alias="mlops-w1", options={"smoke_test": "sample"},
+                 option_sources={"smoke_test": "flag"})
+    store.save(rec)
+    assert store.load("w1").option_sources == {"smoke_test": "flag"}
+    old = {"schema": 1, "name": "w2", "provider": "docker", "alias": "mlops-w2", "options": {"image": "x"}}
+    (store.dir / "w2.json").write_text(json.dumps(old))
+    assert store.load("w2").option_sources == {}

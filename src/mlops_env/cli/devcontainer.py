@@ -70,17 +70,34 @@ def init_cmd(
             raise UsageError(f"unknown Python distribution {python_dist!r}",
                              hint="use anaconda, miniconda or miniforge")
 
+        class Declined(Exception):  # noqa: N818 - the user's answer, not an error
+            pass
+
         def ask(question: str) -> bool:
+            """False without a terminal (init refuses with its own error); a "no" on the
+            terminal is an answer: nothing is written, exit 0."""
             if ui.json_mode or not ui.interactive:
                 return False
             from rich.prompt import Confirm
 
-            return bool(Confirm.ask(question, console=ui.console, default=False))
+            from mlops_env.output import literal
+
+            try:
+                answer = bool(Confirm.ask(literal(question), console=ui.console, default=False))
+            except EOFError:
+                answer = False
+            if not answer:
+                raise Declined()
+            return True
 
         opts = dc.Options(python_dist=python_dist, docker=not no_docker,
                           mlops_env_source=mlops_env_source or "")
-        data = dc.init(directory, opts, accept_tos=accept_tos, force=force, dry_run=dry_run,
-                       confirm_terms=ask)
+        try:
+            data = dc.init(directory, opts, accept_tos=accept_tos, force=force, dry_run=dry_run,
+                           confirm_terms=ask)
+        except Declined:
+            ui.info("nothing changed")
+            return {"dir": str(directory), "declined": True, "changed": False}
         if not ui.json_mode:
             _print_init(ui, data)
         return data
@@ -96,10 +113,11 @@ def _print_init(ui: Any, data: dict[str, Any]) -> None:
     verb = "would write" if data["dry_run"] else "wrote"
     head = (f"{verb} {len(changed)} of {len(data['files'])} files" if changed
             else f"nothing to change: the {len(data['files'])} files are up to date")
-    c.print(f"[bold]{head}[/bold] in {data['dir']} "
-            f"({what}; post-create installs {data['mlops_env_source']})", soft_wrap=True)
+    c.print(f"[bold]{head}[/bold] in ", end="", soft_wrap=True)
+    c.print(f"{data['dir']} ({what}; post-create installs {data['mlops_env_source']})", soft_wrap=True,
+            markup=False)
     for f in data["files"]:
-        c.print(f"  {f['action']:<16} {f['path']}", highlight=False)
+        c.print(f"  {f['action']:<16} {f['path']}", highlight=False, markup=False)
     c.print(f"  validated        JSONC and the dev container schema ({data['validated']['schema']})",
             soft_wrap=True)
     for w in data["warnings"]:

@@ -137,7 +137,9 @@ def _run(ui: Any, *, name: str | None, host: str | None, identity: Path | None, 
             return False
         from rich.prompt import Confirm
 
-        return bool(Confirm.ask(question, console=ui.console, default=False))
+        from mlops_env.output import literal
+
+        return bool(Confirm.ask(literal(question), console=ui.console, default=False))
 
     events = Events(warn=lambda m: ui.warn(m), confirm_host_key=ask, confirm_terms=ask)
     if name:
@@ -202,18 +204,21 @@ def _apply(ui: Any, report: Any, paths: Any, events: Any, yes: bool, jobs: int) 
     from mlops_env import doctor
     from mlops_env.cli.progress import StepView
 
+    view = StepView(ui)
+
     def confirm(question: str) -> None:
-        if not ui.confirm(question, yes=yes, what="doctor --fix (it changes the box)"):
-            raise doctor.Declined()
+        with view.paused():  # the live display never draws over the question
+            if not ui.confirm(question, yes=yes, what="doctor --fix (it changes the box)"):
+                raise doctor.Declined()
 
     if report.target.mode != "workstation":
-        with StepView(ui) as view:
+        with view:
             events.step = view.step
             events.progress = view.progress
             return doctor.repair(report, paths, events, confirm=confirm, jobs=jobs)
     from mlops_env.state import Store
 
-    with Store(paths).lock(report.target.record.name), StepView(ui) as view:
+    with Store(paths).lock(report.target.record.name), view:
         events.step = view.step
         events.progress = view.progress
         return doctor.repair(report, paths, events, confirm=confirm, jobs=jobs)
@@ -250,13 +255,17 @@ _HEAD = {"ok": "[green][✓][/green]", "warn": "[yellow][!][/yellow]", "fail": "
 def _render(ui: Any, report: Any, *, fix_requested: bool) -> None:
     if ui.json_mode:
         return
-    from rich.markup import escape
+    from rich.text import Text
 
+    from mlops_env.output import print_hanging
+
+    # Text from boxes and files is literal (Text, never markup); long lines wrap at word
+    # boundaries under their first character on a terminal, and are printed whole when piped.
     c = ui.out
     more = "" if ui.verbose else "; -v shows every check"
-    c.print(f"[bold]Doctor summary for {escape(report.target.label)}[/bold]{more}", soft_wrap=True)
+    print_hanging(c, "", Text.assemble((f"Doctor summary for {report.target.label}", "bold"), more))
     if report.note:
-        c.print(f"[dim]{escape(report.note[0].upper() + report.note[1:])}.[/dim]", soft_wrap=True)
+        print_hanging(c, "", report.note[0].upper() + report.note[1:] + ".", style="dim")
     for cat in report.categories:
         items = [ch for ch in report.checks if ch.category == cat]
         if not items:
@@ -265,29 +274,29 @@ def _render(ui: Any, report: Any, *, fix_requested: bool) -> None:
             "warn" if any(i.status == "warn" for i in items) else "ok")
         head = [i.message for i in items if i.id in HEADLINE.get(cat, ()) and i.status == "ok"]
         line = ", ".join(head) if head else ABOUT[cat]
-        c.print(f"{_HEAD[worst]} {TITLES[cat]}: {escape(line)}", soft_wrap=True)
+        print_hanging(c, f"{_HEAD[worst]} {TITLES[cat]}: ", line)
         for i in items:
             if i.status in ("warn", "fail") or ui.verbose:
-                tag = f" [dim]({i.id})[/dim]" if ui.verbose else ""
-                c.print(f"    {_MARK[i.status]} {escape(i.message)}{tag}", soft_wrap=True)
+                print_hanging(c, f"    {_MARK[i.status]} ",
+                              Text.assemble(i.message, (f" ({i.id})", "dim") if ui.verbose else ""))
                 if i.hint and i.status in ("warn", "fail"):
-                    c.print(f"      [dim]→[/dim] {escape(i.hint)}", soft_wrap=True)
+                    print_hanging(c, "      [dim]→[/dim] ", i.hint)
     counts = report.counts()
     fails, warns = counts["fail"], counts["warn"]
     warn_txt = f"{warns} warning{'s' if warns != 1 else ''}"
     if fails:
         cats = len({i.category for i in report.problems})
-        text = (f"[red]✗[/red] Doctor found {fails} problem{'s' if fails != 1 else ''} in {cats} "
+        text = (f"Doctor found {fails} problem{'s' if fails != 1 else ''} in {cats} "
                 f"categor{'y' if cats == 1 else 'ies'}" + (f" and {warn_txt}" if warns else "") + ".")
         fixable = report.fixable_steps()
         if fixable and not fix_requested:
-            text += (f" `{escape(report.target.fix_command)}` repairs what the `up` steps "
+            text += (f" `{report.target.fix_command}` repairs what the `up` steps "
                      f"({', '.join(fixable)}) can.")
         elif fix_requested and not fixable:
             text += " None of them is for `--fix`: see the hints above."
+        print_hanging(c, "[red]✗[/red] ", text)
     else:
-        text = "[green]✓[/green] No problems found" + (f" ({warn_txt})" if warns else "") + "."
-    c.print(text, soft_wrap=True)
+        print_hanging(c, "[green]✓[/green] ", "No problems found" + (f" ({warn_txt})" if warns else "") + ".")
     where = ""
     if report.target.remote and report.connections:
         where = (f", {report.connections} SSH connection{'s' if report.connections != 1 else ''}, "

@@ -64,9 +64,10 @@ def idle_stop_cmd(
         if not ui.json_mode:
             st = data["agent"]
             verb = "changed" if data["step"]["status"] == "changed" else "unchanged"
-            ui.out.print(f"[bold]{name}[/bold]: {data['step']['message']} ({verb})")
+            ui.out.print(f"[bold]{name}[/bold]: ", end="")
+            ui.out.print(f"{data['step']['message']} ({verb})", markup=False)
             if st.get("installed"):
-                ui.out.print(f"  now       {describe_agent(st)}")
+                ui.out.print(f"  now       {describe_agent(st)}", markup=False)
         return data
 
     run_command(ctx, "idle-stop", body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
@@ -25,6 +26,59 @@ def _load(name: str) -> tuple[Any, Any, Any]:
     paths = get_paths()
     store = Store(paths)
     return paths, store, store.load(name)
+
+
+def _confirm(ui: Any, question: str, *, yes: bool, what: str) -> bool:
+    """Ask on the terminal; True only for an explicit yes (or --yes). A closed input is a no.
+    Without a terminal ``ui.confirm`` refuses (exit 2, `confirmation-required`)."""
+    try:
+        return bool(ui.confirm(question, yes=yes, what=what))
+    except EOFError:
+        return False
+
+
+def _declined(ui: Any, name: str, hint: str) -> dict[str, Any]:
+    """The user said no: not an error, not Ctrl-C (130): exit 0, nothing touched."""
+    ui.info("nothing changed")
+    ui.detail(hint)
+    return {"name": name, "result": "nothing changed", "changed": False}
+
+
+def _plain_table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    """Columns aligned with two spaces, whole values, no trailing blanks (for pipes and files)."""
+    widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in (head, *rows))
+
+
+# The order `up` runs its steps in, for records written before steps kept their order.
+_STEP_ORDER = ("provision", "base", "conda", "docker", "smoke", "idle-stop", "ssh-config", "doctor")
+# A step's last result in words that say how the box is, not what the run did.
+_RESULT = {"changed": "ok", "unchanged": "ok", "failed": "failed", "skipped": "skipped"}
+
+
+def _health_steps(steps: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    def key(item: tuple[str, dict[str, Any]]) -> tuple[int, int]:
+        sid, s = item
+        fallback = _STEP_ORDER.index(sid) if sid in _STEP_ORDER else len(_STEP_ORDER)
+        return (int(s["order"]) if isinstance(s.get("order"), int) else fallback, fallback)
+
+    out = []
+    for sid, s in sorted(steps.items(), key=key):
+        status = str(s.get("status", ""))
+        out.append({**s, "id": s.get("id", sid), "result": _RESULT.get(status, status or "unknown")})
+    return out
+
+
+def _ago(ts: float | None) -> str:
+    """``3m ago (2026-12-02 07:40 UTC)``."""
+    import time
+
+    if not ts:
+        return "unknown"
+    from mlops_env.steps.idlestop import human_duration
+
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+    return f"{human_duration(max(0, time.time() - ts))} ago ({when})"
 
 
 def _address(rec: Any) -> str:
@@ -69,15 +123,20 @@ def list_cmd(ctx: typer.Context, region: Region = None, profile: Profile = None,
             if not rows:
                 ui.out.print("no workstations yet: try `mlops-env up docker`")
             else:
-                from rich.table import Table
+                head = ("NAME", "PROVIDER", "SSH ALIAS", "ADDRESS", "STATE", "SETUP", "PER HOUR", "RUNNING")
+                cells = [(str(r["name"]), str(r["provider"]), str(r["alias"]), str(r["address"]), str(r["state"]),
+                          str(r["phase"]), *format_list_columns(r)) for r in rows]
+                if ui.out.is_terminal:
+                    from rich.table import Table
 
-                t = Table(box=None, pad_edge=False)
-                for col in ("NAME", "PROVIDER", "SSH ALIAS", "ADDRESS", "STATE", "SETUP", "PER HOUR", "RUNNING"):
-                    t.add_column(col)
-                for r in rows:
-                    t.add_row(r["name"], r["provider"], r["alias"], r["address"], str(r["state"]), r["phase"],
-                              *format_list_columns(r))
-                ui.out.print(t)
+                    t = Table(box=None, pad_edge=False)
+                    for col in head:
+                        t.add_column(col)
+                    for row in cells:
+                        t.add_row(*row)
+                    ui.out.print(t)
+                else:  # piped: whole values, never cut to a terminal's width
+                    print(_plain_table(head, cells))
         return {"workstations": rows}
 
     run_command(ctx, "list", body)
@@ -108,31 +167,55 @@ def status_cmd(ctx: typer.Context, name: Name) -> None:
         if report.is_file():
             try:
                 d = json.loads(report.read_text()).get("data") or {}
-                smoke = {k: d.get(k) for k in ("rmse_train", "rmse_val", "train_rows", "val_rows", "synthetic")}
+                smoke = {k: d.get(k) for k in ("rmse_train", "rmse_val", "train_rows", "val_rows", "synthetic",
+                                                "serve")}
+                smoke["ran_at"] = report.stat().st_mtime
             except (OSError, ValueError):
                 smoke = None
+        steps = _health_steps(rec.steps)
+        checked = max((float(s["checked_at"]) for s in steps if s.get("checked_at")), default=None)
         data = {"name": rec.name, "provider": rec.provider, "alias": rec.alias, "address": _address(rec),
                 "state": live.get("state"), "live": live, "phase": rec.phase,
-                "host_key": fps[0] if fps else None, "steps": list(rec.steps.values()),
+                "host_key": fps[0] if fps else None, "steps": steps, "steps_checked_at": checked,
                 "facts": rec.provider_data.get("facts"), "smoke": smoke,
                 "ssh_command": f"ssh {rec.alias}", "code_command": code_command(rec), "idle_stop": idle}
         if not ui.json_mode:
+            from rich.markup import escape as e
+
             c = ui.out
-            c.print(f"[bold]{rec.name}[/bold] ({rec.provider}) — {live.get('state')}, setup {rec.phase}")
-            c.print(f"  address   {data['address']}   alias {rec.alias}")
+
+            def p(text: str) -> None:  # piped: whole lines, never wrapped at 80 columns
+                c.print(text, soft_wrap=not c.is_terminal)
+
+            p(f"[bold]{rec.name}[/bold] ({rec.provider}) — {e(str(live.get('state')))}, setup {rec.phase}")
+            p(f"  address   {e(data['address'])}   alias {rec.alias}")
             if data["facts"]:
                 f = data["facts"]
-                c.print(f"  box       {f.get('os_pretty')} {f.get('arch')}")
-            c.print(f"  host key  {data['host_key'] or '(not pinned)'}")
+                p(f"  box       {e(str(f.get('os_pretty')))} {e(str(f.get('arch')))}")
+            p(f"  host key  {data['host_key'] or '(not pinned)'}")
             for line in [*(live.get("lines") or []), *agent_lines(idle, rec, live)]:
-                c.print(f"  {line}")
-            for s in data["steps"]:
-                c.print(f"  {s.get('id', ''):<11} {s.get('status', ''):<10} {s.get('message', '')}")
+                p(f"  {e(str(line))}")
+            if steps:
+                p(f"  steps     last checked {_ago(checked or rec.updated)}")
+            for s in steps:
+                p(f"    {s['id']:<11} {s['result']:<8} {e(str(s.get('message', '')))}")
             if smoke:
-                c.print(f"  smoke     RMSE train {smoke['rmse_train']:.3f}, val {smoke['rmse_val']:.3f}"
-                        f"{' (synthetic)' if smoke.get('synthetic') else ''}")
+                rmse = (f"RMSE train {smoke['rmse_train']:.3f}, validation {smoke['rmse_val']:.3f} min"
+                        if smoke.get("rmse_train") is not None and smoke.get("rmse_val") is not None else "no RMSE")
+                p(f"  smoke     ran {_ago(smoke['ran_at'])}: {rmse}"
+                  f"{' (synthetic sample)' if smoke.get('synthetic') else ''}")
+                sv = smoke.get("serve")
+                if isinstance(sv, dict):
+                    if sv.get("ok", True) and sv.get("matches") is not None:
+                        p(f"  serve     {sv.get('matches')}/{sv.get('predictions_checked')} predictions equal, "
+                          f"p50 {sv.get('p50_ms')} ms, p99 {sv.get('p99_ms')} ms, through the SSH connection: "
+                          f"{'yes' if sv.get('via_tunnel') else 'no'}")
+                    else:
+                        p(f"  serve     failed: {e(str(sv.get('message') or sv.get('error')))}")
+            else:
+                p(f"  smoke     not run yet (`mlops-env smoke-test {rec.name}`)")
             if rec.endpoint is not None:  # no address yet (a codespace made without gh): no alias to show
-                c.print(f"  connect   {data['ssh_command']}  |  {data['code_command']}")
+                p(f"  connect   {data['ssh_command']}  |  {e(data['code_command'])}")
         return data
 
     run_command(ctx, "status", body)
@@ -270,10 +353,11 @@ def stop_cmd(ctx: typer.Context, name: Name, yes: Yes = False) -> None:
 
         paths, store, rec = _load(name)
         with store.lock(name, "stop"):
-            ui.confirm(f"Stop {name}?", yes=yes, what=f"stopping {name}")
+            if not _confirm(ui, f"Stop {name}?", yes=yes, what=f"stopping {name}"):
+                return _declined(ui, name, f"`mlops-env stop {name} --yes` stops it without asking")
             result = get_provider(rec.provider, paths).stop(rec, ui.info)
         ui.info(f"{name}: {result}")
-        return {"name": name, "result": result}
+        return {"name": name, "result": result, "changed": result != "already stopped"}
 
     run_command(ctx, "stop", body)
 
@@ -301,7 +385,7 @@ def start_cmd(ctx: typer.Context, name: Name) -> None:
                 store.save(rec)
                 rewritten = refresh_ssh_config(paths, rec)
         if ep is None:
-            ui.info(f"{name}: {result}; run `mlops-env up {rec.provider} {name}` to refresh the SSH config")
+            ui.info(f"{name}: {result}")
         else:
             how = "rewritten for" if rewritten else "unchanged:"
             ui.info(f"{name}: {result}; SSH config {how} {ep.user}@{ep.host}:{ep.port} (`ssh {rec.alias}`)")
@@ -350,10 +434,8 @@ def down_cmd(ctx: typer.Context, name: Name, yes: Yes = False, region: Region = 
                 ui.console.print(f"[bold]mlops-env down {name}[/bold] will remove:")
                 for w in what:
                     ui.console.print(f"  - {w}")
-            if not ui.confirm(f"Remove {name}?", yes=yes, what=f"removing {name}"):
-                from mlops_env.errors import Interrupted
-
-                raise Interrupted("nothing removed", hint=f"`mlops-env down {name} --yes` removes it without asking")
+            if not _confirm(ui, f"Remove {name}?", yes=yes, what=f"removing {name}"):
+                return {**_declined(ui, name, f"`mlops-env down {name} --yes` removes it without asking"), "removed": []}
             removed = prov.destroy(rec, ui.info)
             if sshconfig.remove_host(paths, rec.alias):
                 removed.append(f"SSH entry {rec.alias}")

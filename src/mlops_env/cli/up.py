@@ -79,6 +79,10 @@ IdleStop = Annotated[str | None, typer.Option(
     "load or running containers (default: 60m on ec2; off elsewhere). See docs/idle-stop.md.")]
 MaxHours = Annotated[str | None, typer.Option(
     "--max-hours", metavar="N", help="Also power it off after N hours of uptime, whatever happens (0: no cap).")]
+Serve = Annotated[bool | None, typer.Option(
+    "--serve/--no-serve", help="After the smoke test, serve the model as a web service in Docker on "
+    "the box (docker build, compose, 127.0.0.1:9696) and check its predictions, also through the SSH "
+    "connection; see docs/smoke-test.md.", show_default=False)]
 
 
 def _common(**kw: Any) -> dict[str, Any]:
@@ -91,7 +95,7 @@ def _common(**kw: Any) -> dict[str, Any]:
         "region": kw.get("region"), "profile": kw.get("profile"), "instance_type": kw.get("instance_type"),
         "disk_gb": kw.get("disk_gb"), "ami": kw.get("ami"), "spot": kw.get("spot"),
         "allow_cidr": kw.get("allow_cidr"), "subnet": kw.get("subnet"),
-        "idle_stop": kw.get("idle_stop"), "max_hours": kw.get("max_hours"),
+        "idle_stop": kw.get("idle_stop"), "max_hours": kw.get("max_hours"), "serve": kw.get("serve"),
         "from_image": kw.get("from_image"),
     }
 
@@ -108,12 +112,17 @@ def _run_up(ctx: typer.Context, provider: str, name: str, flags: dict[str, Any],
         from mlops_env import config as cfg
         from mlops_env.cli.progress import StepView
         from mlops_env.paths import get_paths
-        from mlops_env.pipeline import Events, UpRequest, up
-        from mlops_env.state import validate_name
+        from mlops_env.pipeline import Declined, Events, UpRequest, up
+        from mlops_env.state import Store, validate_name
 
         validate_name(name)
         paths = get_paths()
-        opts = cfg.resolve(flags, config_path=config, default_config=paths.config_file)
+        # The workstation's own options (how it was made) are the defaults of this run.
+        known = Store(paths).find(name)
+        mine = known if known is not None and known.provider == provider else None
+        opts = cfg.resolve(flags, config_path=config, default_config=paths.config_file,
+                           workstation=mine.options if mine else None,
+                           workstation_sources=mine.option_sources if mine else None)
         req = UpRequest(name=name, provider=provider, options=opts,
                         provider_data=provider_data() if provider_data else {},
                         host_key_fingerprint=fingerprint, dry_run=dry_run, jobs=jobs,
@@ -125,30 +134,61 @@ def _run_up(ctx: typer.Context, provider: str, name: str, flags: dict[str, Any],
             return data
 
         view = StepView(ui)
+        live = False
 
-        def ask(question: str, *, honour_yes: bool) -> bool:
+        def ask(question: str, *, honour_yes: bool, declinable: bool) -> bool:
+            """False when there is no terminal to ask on (the caller refuses with its own
+            error); a "no" to a question asked before any change raises Declined."""
             if honour_yes and yes:
                 return True
             if ui.json_mode or not ui.interactive:
                 return False
             from rich.prompt import Confirm
 
+            from mlops_env.output import literal
+
             with view.paused():
                 try:
-                    return bool(Confirm.ask(question, console=ui.console, default=False))
+                    answer = bool(Confirm.ask(literal(question), console=ui.console, default=False))
                 except EOFError:  # the terminal closed its input: that is no answer, so no
-                    return False
+                    answer = False
+            if not answer and declinable:
+                raise Declined(question)
+            return answer
 
-        with view:
-            events = Events(
-                progress=view.progress, step=view.step, warn=lambda m: ui.warn(m),
-                confirm_host_key=lambda q: ask(q, honour_yes=False),
-                confirm_terms=lambda q: ask(q, honour_yes=False),
-                confirm=lambda q: ask(q, honour_yes=True),
-            )
-            if not ui.json_mode:
-                ui.console.print(f"[bold]mlops-env up {provider} {name}[/bold]")
+        def started() -> None:
+            # The live display starts with the first step, after the up-front questions:
+            # it never draws over a question.
+            nonlocal live
+            if not live:
+                live = True
+                view.__enter__()
+
+        def step(*a: Any, **k: Any) -> None:
+            started()
+            view.step(*a, **k)
+
+        events = Events(
+            progress=view.progress, step=step, warn=lambda m: ui.warn(m),
+            confirm_host_key=lambda q: ask(q, honour_yes=False, declinable=True),
+            confirm_terms=lambda q: ask(q, honour_yes=False, declinable=True),
+            confirm=lambda q: ask(q, honour_yes=True, declinable=False),
+        )
+        if not ui.json_mode:
+            ui.console.print(f"[bold]mlops-env up {provider} {name}[/bold]")
+        try:
             data = run(req, paths, events)
+        except Declined:
+            if live:
+                view.__exit__(None, None, None)
+            ui.info("nothing changed")
+            return {"name": name, "provider": provider, "declined": True, "changed": False}
+        except BaseException as e:
+            if live:
+                view.__exit__(type(e), e, e.__traceback__)
+            raise
+        if live:
+            view.__exit__(None, None, None)
         (summary or _print_summary)(ui, data)
         return data
 
@@ -158,6 +198,8 @@ def _run_up(ctx: typer.Context, provider: str, name: str, flags: dict[str, Any],
 def _print_dry_run(ui: Any, data: dict[str, Any]) -> None:
     if ui.json_mode:
         return
+    from mlops_env.config import applies
+
     c = ui.out
     c.print(f"[bold]dry run: mlops-env up {data['provider']} {data['name']}[/bold] (nothing is changed)")
     for line in data["provider_plan"]:
@@ -169,6 +211,8 @@ def _print_dry_run(ui: Any, data: dict[str, Any]) -> None:
             c.print(f"  {s['id']:<11} ok: {s['message']}")
     c.print("[bold]options[/bold]")
     for k, v in data["options"].items():
+        if not applies(k, data["provider"]):
+            continue
         c.print(f"  {k:<20} {v['value']!s:<28} [dim]({v['source']})[/dim]")
 
 
@@ -177,7 +221,8 @@ def _print_summary(ui: Any, data: dict[str, Any]) -> None:
         return
     c = ui.out
     changed = sum(1 for s in data["steps"] if s["status"] == "changed")
-    verdict = "ready, nothing to change" if changed == 0 else f"ready ({changed} steps changed)"
+    verdict = "ready, nothing to change" if changed == 0 else \
+        f"ready ({changed} step{'' if changed == 1 else 's'} changed)"
     if data.get("provision_only"):
         verdict = "provisioned (--provision-only: no bootstrap, no smoke test)"
     c.print(f"\n[bold green]{data['name']}[/bold green] is {verdict} in {data['seconds']:.1f}s")
@@ -215,7 +260,7 @@ def up_docker(
     conda_sha256: CondaSha = None, docker_source: DockerSource = None, smoke_test: SmokeTest = None,
     forward: Forward = None, ssh_timeout: SshTimeout = None, config: ConfigFile = None,
     dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 4,
-    idle_stop: IdleStop = None, max_hours: MaxHours = None,
+    idle_stop: IdleStop = None, max_hours: MaxHours = None, serve: Serve = None,
     from_image: Annotated[str | None, typer.Option(
         "--from-image", metavar="IMAGE|auto",
         help="Start from a prebuilt image (`mlops-env image build docker`); auto: the newest image of "
@@ -249,7 +294,7 @@ def up_ssh(
     conda_sha256: CondaSha = None, docker_source: DockerSource = None, smoke_test: SmokeTest = None,
     forward: Forward = None, ssh_timeout: SshTimeout = None, config: ConfigFile = None,
     dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 4,
-    idle_stop: IdleStop = None, max_hours: MaxHours = None,
+    idle_stop: IdleStop = None, max_hours: MaxHours = None, serve: Serve = None,
 ) -> None:
     """Bring your own box. Any Ubuntu 22.04/24.04 or Debian 12 machine you can SSH into (with
     passwordless sudo); the first contact shows its host key for you to confirm."""
@@ -303,7 +348,7 @@ def up_ec2(
     conda_sha256: CondaSha = None, docker_source: DockerSource = None, smoke_test: SmokeTest = None,
     forward: Forward = None, ssh_timeout: SshTimeout = None, config: ConfigFile = None,
     dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 4,
-    idle_stop: IdleStop = None, max_hours: MaxHours = None,
+    idle_stop: IdleStop = None, max_hours: MaxHours = None, serve: Serve = None,
 ) -> None:
     """A workstation on an AWS EC2 instance. SSH only from your IP, host key pinned before the
     first connection, encrypted disk, idle stop after 60 minutes; stop/start/down manage its

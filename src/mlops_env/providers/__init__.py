@@ -48,6 +48,10 @@ class Provider(ABC):
         # terminal) and show a warning. A provider never prints.
         self.confirm: Callable[[str], bool] = lambda question: False
         self.warn: Callable[[str], None] = lambda message: None
+        # Set by the pipeline: call it with provider_data the moment the provider has made
+        # something `down` would have to remove (the record is saved then; a failed first
+        # `up` that made nothing leaves no record).
+        self.created: Callable[[dict[str, Any]], None] = lambda data: None
 
     @abstractmethod
     def plan(self, record: Record | None, options: Resolved) -> list[str]:

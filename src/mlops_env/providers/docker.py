@@ -11,15 +11,23 @@ Images: the base image (``--image``, default ``ubuntu:24.04``) is turned once in
 ``mlops-env/workstation:<base-id>-<recipe>`` by ``templates/docker-vm-prep.sh`` (systemd, sshd,
 sudo); later workstations from the same base reuse it.
 
-SSH is published on 127.0.0.1 only, on a port Docker picks; the host key is read from the
-container through the Docker API (a trusted channel) and pinned.
+SSH is published on 127.0.0.1 only, on a fixed port chosen at creation (free then, kept in the
+record), so the SSH alias keeps working when the container is stopped and started, by
+mlops-env, by ``docker restart`` or by the engine after a reboot. Docker cannot change the
+port binding of an existing container: when that port is taken at a start (by mlops-env),
+the stopped container is committed to an image (its disk: everything but the inner engine's
+volume, which is re-mounted) and re-created on another free port; the caller rewrites the SSH
+config. The host key is read from the container through the Docker API (a trusted channel)
+and pinned; it is part of the committed disk, so it survives a re-creation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
+import socket
 import tarfile
 import time
 from typing import TYPE_CHECKING, Any
@@ -41,7 +49,9 @@ log = logging.getLogger(__name__)
 LABEL_NAME = "mlops-env.name"
 LABEL_MANAGED = "mlops-env.managed"
 LABEL_RECIPE = "mlops-env.recipe"
+LABEL_STATE_OF = "mlops-env.state-of"  # an image holding a workstation's disk (port re-binding)
 IMAGE_REPO = "mlops-env/workstation"
+STATE_REPO = "mlops-env/workstation-disk"
 RECIPE_VERSION = "1"
 
 # Run options that make a systemd container behave like a VM without --privileged.
@@ -189,12 +199,12 @@ class DockerProvider(Provider):
         if c is None:
             tag, from_image = self._image_for_up(options, progress)
             progress(f"creating container {container_name(name)}")
-            c = self._create(name, tag, options["image"],
+            c = self._create(name, tag, options["image"], free_port(),
                              extra_labels={"mlops-env.from-image": from_image} if from_image else None)
             action = "created"
         elif c.status != "running":
             progress(f"starting container {c.name}")
-            c.start()
+            c = self._start(record, c, progress)
             action = "started"
         c = self._wait_running(c)
         port = _ssh_port(c)
@@ -202,7 +212,7 @@ class DockerProvider(Provider):
             self._ensure_user(c, user, key.public_line)
         host_key = self._host_key(c)
         data = {"container": c.name, "container_id": c.id, "image": options["image"],
-                "volume": volume_name(name), "user_ready": user}
+                "volume": volume_name(name), "user_ready": user, "ssh_port": port}
         if from_image:
             data["from_image"] = from_image
         return Provisioned(
@@ -212,23 +222,36 @@ class DockerProvider(Provider):
             detail=f"container {c.name} ({action})",
         )
 
-    def _create(self, name: str, tag: str, base_ref: str, *, labels: dict[str, str] | None = None,
-                cname: str | None = None, volume: str | None = None,
+    def _create(self, name: str, tag: str, base_ref: str, port: int, *,
                 extra_labels: dict[str, str] | None = None) -> Any:
+        from docker.errors import APIError
+
+        try:
+            self.client.volumes.create(volume_name(name), labels={LABEL_NAME: name, LABEL_MANAGED: "1"})
+        except APIError as e:
+            raise MlopsError(f"Docker could not create the volume {volume_name(name)}: {_short(e)}",
+                             hint="see `docker info`", code="docker-create") from None
+        # From here on something exists that `down` must remove: the record is saved now.
+        self.created({"volume": volume_name(name), "image": base_ref})
+        return self._create_container(name, tag, base_ref, port, extra_labels=extra_labels)
+
+    def _create_container(self, name: str, image: str, base_ref: str, port: int, retries: int = 2, *,
+                          labels: dict[str, str] | None = None, cname: str | None = None,
+                          volume: str | None = None, extra_labels: dict[str, str] | None = None) -> Any:
         """``labels`` replace the workstation labels and ``cname``/``volume`` the names: an
         image builder (images.py) is a container like a workstation, but no workstation."""
         from docker.errors import APIError
 
         api = self.client.api
-        vol = volume or volume_name(name)
         own = labels if labels is not None else {LABEL_NAME: name, LABEL_MANAGED: "1",
                                                  "mlops-env.version": __version__, "mlops-env.base": base_ref}
         own = {**own, **(extra_labels or {})}
         hc = api.create_host_config(
-            port_bindings={22: ("127.0.0.1", None)},
+            # A fixed host port (not Docker's pick at every start): the SSH alias stays right.
+            port_bindings={22: ("127.0.0.1", port)},
             cap_add=CAP_ADD, cap_drop=CAP_DROP, security_opt=SECURITY_OPT,
             cgroupns="private", tmpfs=TMPFS,
-            binds={vol: {"bind": "/var/lib/docker", "mode": "rw"}},
+            binds={volume or volume_name(name): {"bind": "/var/lib/docker", "mode": "rw"}},
             restart_policy={"Name": "unless-stopped"},
         )
         # `--security-opt systempaths=unconfined` is a CLI-side option: the API spells it as
@@ -236,14 +259,21 @@ class DockerProvider(Provider):
         hc["MaskedPaths"] = []
         hc["ReadonlyPaths"] = []
         try:
-            self.client.volumes.create(vol, labels=dict(labels) if labels is not None
-                                       else {LABEL_NAME: name, LABEL_MANAGED: "1"})
             created = api.create_container(
-                tag, name=cname or container_name(name), hostname=name, detach=True, ports=[22],
+                image, name=cname or container_name(name), hostname=name, detach=True, ports=[22],
                 labels=own,
                 stop_signal=STOP_SIGNAL, host_config=hc,
             )
-            api.start(created["Id"])
+            try:
+                api.start(created["Id"])
+            except APIError as e:
+                if not _port_conflict(e) or retries <= 0:
+                    raise
+                # Someone took the port between our pick and Docker's bind: another free one.
+                log.info("port %s taken at the start of %s: %s", port, container_name(name), _short(e))
+                api.remove_container(created["Id"], force=True)
+                return self._create_container(name, image, base_ref, free_port(), retries=retries - 1,
+                                              labels=labels, cname=cname, volume=volume, extra_labels=extra_labels)
         except APIError as e:
             raise MlopsError(f"Docker could not create the workstation container: {_short(e)}",
                              hint="see `docker info`; the engine must allow the capabilities in "
@@ -262,6 +292,64 @@ class DockerProvider(Provider):
             if tag is not None:
                 return tag, tag.split(":", 1)[1]
         return self._workstation_image(options["image"], progress), None
+
+    def _start(self, record: Record, c: Any, progress: Progress) -> Any:
+        """Start a stopped container on its fixed port; when that port is taken now (or the
+        container predates fixed ports), re-create it on a free one, keeping its disk."""
+        from docker.errors import APIError
+
+        port = _fixed_port(c)
+        if port is not None and port_free(port):
+            try:
+                c.start()
+                return c
+            except APIError as e:
+                if not _port_conflict(e):
+                    raise MlopsError(f"Docker could not start {c.name}: {_short(e)}",
+                                     hint="see `docker logs " + c.name + "`", code="docker-start") from None
+                log.info("port %s taken while starting %s: %s", port, c.name, _short(e))
+        new_port = free_port()
+        why = f"port {port} is taken" if port is not None else "it has no fixed SSH port yet"
+        progress(f"{why}: moving SSH of {c.name} to 127.0.0.1:{new_port} (re-creating the container, disk kept)")
+        c = self._recreate(record.name, c, new_port)
+        record.provider_data.update({"container_id": c.id, "ssh_port": _fixed_port(c) or new_port})
+        return c
+
+    def _recreate(self, name: str, c: Any, port: int) -> Any:
+        """Docker cannot change an existing container's port binding: commit its disk to an
+        image, create the same container from it on the new port (same name, labels, volume,
+        run options), then remove the old one and the previous disk image."""
+        from docker.errors import APIError, ImageNotFound
+
+        c.reload()
+        if c.status == "running":
+            c.stop(timeout=30)
+        stamp = str(int(time.time() * 1000))
+        labels = dict((c.attrs.get("Config") or {}).get("Labels") or {})
+        labels[LABEL_STATE_OF] = name
+        try:
+            disk = c.commit(repository=STATE_REPO, tag=f"{name}-{stamp}", conf={"Labels": labels})
+        except APIError as e:
+            raise MlopsError(f"Docker could not save the disk of {c.name}: {_short(e)}",
+                             hint="free disk space for Docker (`docker system df`) and start it again",
+                             code="docker-commit") from None
+        old_image = c.attrs.get("Image")
+        c.rename(f"{c.name}-old-{stamp}")
+        try:
+            new = self._create_container(name, disk.id, c.labels.get("mlops-env.base") or "", port)
+        except Exception:
+            c.rename(container_name(name))  # as it was: the next start tries again
+            raise
+        c.remove(force=True)
+        if old_image:
+            try:
+                prev = self.client.images.get(old_image)
+                if (prev.labels or {}).get(LABEL_STATE_OF) == name:
+                    for t in prev.tags:
+                        self.client.images.remove(t)  # untag only: its layers are the new disk's parents
+            except (ImageNotFound, APIError):
+                pass
+        return new
 
     def _wait_running(self, c: Any, timeout: float = 30) -> Any:
         deadline = time.monotonic() + timeout
@@ -303,7 +391,8 @@ class DockerProvider(Provider):
             return {"state": "unknown", "detail": e.message}
         if c is None:
             return {"state": "missing", "detail": f"no container {container_name(record.name)}"}
-        info: dict[str, Any] = {"state": c.status, "container": c.name, "image": c.labels.get("mlops-env.base")}
+        info: dict[str, Any] = {"state": tool_state(c.status), "container": c.name,
+                                "image": c.labels.get("mlops-env.base")}
         if c.status == "running":
             try:
                 info["port"] = _ssh_port(c)
@@ -313,6 +402,16 @@ class DockerProvider(Provider):
 
     def describe_destroy(self, record: Record) -> list[str]:
         return [f"remove container {container_name(record.name)} and volume {volume_name(record.name)}"]
+
+    def endpoint(self, record: Record) -> Endpoint | None:
+        """The record's endpoint on the port the running container publishes now."""
+        c = self._one(record.name)
+        if c is None or record.endpoint is None:
+            return None
+        c.reload()
+        if c.status != "running":
+            return None
+        return dataclasses.replace(record.endpoint, port=_ssh_port(c))
 
     def destroy(self, record: Record, progress: Progress) -> list[str]:
         from docker.errors import NotFound
@@ -328,6 +427,13 @@ class DockerProvider(Provider):
             removed.append(f"volume {vol.name}")
         except NotFound:
             pass
+        for img in self.client.images.list(filters={"label": f"{LABEL_STATE_OF}={record.name}"}):
+            for t in img.tags or [img.id]:
+                try:
+                    self.client.images.remove(t, force=True)
+                    removed.append(f"image {t}")
+                except NotFound:
+                    pass
         return removed
 
     def stop(self, record: Record, progress: Progress) -> str:
@@ -348,8 +454,53 @@ class DockerProvider(Provider):
                                 hint=f"run `mlops-env up docker {record.name}` to create it")
         if c.status == "running":
             return "already running"
-        c.start()
+        progress(f"starting {c.name}")
+        c = self._start(record, c, progress)
+        self._wait_running(c)
         return "started"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:port. SO_REUSEADDR, as Docker's own listener has:
+    connections of the last run lingering in TIME_WAIT do not make the port taken."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _port_conflict(e: Exception) -> bool:
+    text = str(getattr(e, "explanation", None) or e).lower()
+    return "address already in use" in text or "port is already allocated" in text
+
+
+def _fixed_port(c: Any) -> int | None:
+    """The host port the container asked for at creation; None when Docker picks one at
+    every start (workstations made before fixed ports)."""
+    bindings = ((c.attrs.get("HostConfig") or {}).get("PortBindings") or {}).get("22/tcp") or []
+    for b in bindings:
+        if str(b.get("HostPort") or "").isdigit() and int(b["HostPort"]) > 0:
+            return int(b["HostPort"])
+    return None
+
+
+# Docker's container states in the tool's words (README: `list`, `status`).
+_STATES = {"running": "running", "exited": "stopped", "created": "stopped", "paused": "paused",
+           "restarting": "restarting", "removing": "removing", "dead": "failed"}
+
+
+def tool_state(status: str) -> str:
+    return _STATES.get(status, status)
 
 
 def _ssh_port(c: Any) -> int:

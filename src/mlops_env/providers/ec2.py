@@ -176,7 +176,8 @@ class Ec2Provider(Provider):
         aws = self._aws(record, options)
         pd = record.provider_data
         pd["region"], pd["profile"] = aws.region, aws.profile
-        Store(self.paths).save(record)  # before anything is made: `down` knows where to look
+        if Store(self.paths).exists(record.name):  # a known workstation: where it lives, at once
+            Store(self.paths).save(record)
         ec2 = Ec2(aws, record.name)
         progress(f"looking for {resource_name(record.name)} in {aws.region}")
         inst = self._find(ec2, record, wait_in_flight=True)
@@ -235,6 +236,9 @@ class Ec2Provider(Provider):
         pd["cost"] = price.as_dict(options["disk_gb"])
         progress("price: " + price.describe(options["disk_gb"]))
         # 2. Key pair and security group (tagged, reused by the next run if this one stops here).
+        # The record (with the region) is saved before the first call that creates anything, so
+        # `down` knows where to look; a run refused before this point leaves no record at all.
+        Store(self.paths).save(record)
         progress(f"key pair {ec2.rname}: " + ec2.ensure_key_pair(key.public_line, key.fingerprint))
         group_id, _ = ec2.ensure_security_group(subnets[0].vpc_id)
         ec2.set_ssh_rule(group_id, cidr)
@@ -298,6 +302,7 @@ class Ec2Provider(Provider):
     def _resume(self, ec2: Ec2, record: Record, inst: dict[str, Any], cidr: str, auto: bool,
                 progress: Progress, options: Resolved) -> tuple[dict[str, Any], str]:
         from mlops_env.aws.ec2 import state_of
+        from mlops_env.state import Store
 
         pd = record.provider_data
         iid = inst["InstanceId"]
@@ -305,6 +310,7 @@ class Ec2Provider(Provider):
         adopted = bool(pd.get("launch"))
         self._warn_ignored(inst, options)
         pd["instance_id"] = iid
+        Store(self.paths).save(record)  # an instance exists: `down` must be able to find it
         self._ensure_rule(ec2, inst, cidr)
         st = state_of(inst)
         action = "unchanged"

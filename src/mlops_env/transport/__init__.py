@@ -77,7 +77,7 @@ class Transport(ABC):
         on_line: LineCallback | None = None,
     ) -> RunResult:
         """Run a bash script (its text) with ``args``; with ``sudo`` as root via ``sudo -n``."""
-        argv = ["sh", "-c", SCRIPT_WRAPPER, "mlops-env", *args]
+        argv = ["sh", "-c", SCRIPT_WRAPPER, "mlops-env", *args]  # idle-agent.sh: argv[3] == "mlops-env" marks our sessions
         if sudo and not is_root:
             argv = ["sudo", "-n", "-H", "--", *argv]
         return self.run(argv, stdin=script.encode("utf-8"), timeout=timeout, on_line=on_line)
