@@ -47,7 +47,7 @@ LABEL_PREFIX = "mlops-env.image."
 #: scripts whose text makes the recipe (a change to any one makes older images "stale")
 RECIPE_SCRIPTS = ("base.sh", "conda.sh", "docker.sh", "smoke.sh", "facts.sh", "docker-vm-prep.sh",
                   "docker-vm-init.sh", "docker-vm-user.sh", "image-generalize.sh")
-PHASES = ("builder", "steps", "generalize", "commit", "committed")
+PHASES = ("prepare", "builder", "steps", "generalize", "commit", "committed")
 
 Progress = Callable[[str], None]
 
@@ -264,7 +264,7 @@ class DockerImages:
         from mlops_env.keys import ensure_keypair
         from mlops_env.providers.docker import STOP_SIGNAL, free_port
 
-        _write_state(self.paths, name, "builder", build_id=build_id)
+        _write_state(self.paths, name, "prepare", build_id=build_id)
         base_ref = options["image"]
         ws_tag = self.provider._workstation_image(base_ref, progress)
         base = self.client.images.get(ws_tag)
@@ -275,6 +275,7 @@ class DockerImages:
         self.client.volumes.create(vol, labels=labels)
         c = self.provider._create_container(f"image-build-{name}", ws_tag, base_ref, free_port(), labels=labels,
                                             cname=builder_name(name), volume=vol)
+        _write_state(self.paths, name, "builder", container=c.name, build_id=build_id)
         c = self.provider._wait_running(c)
         key = ensure_keypair(self.paths)
         user = options["user"]
