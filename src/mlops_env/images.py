@@ -220,6 +220,7 @@ class DockerImages:
     def build(self, name: str, options: Resolved, progress: Progress,
               on_step: Callable[..., None] | None = None) -> dict[str, Any]:
         validate_image_name(name)
+        _check_terms(options)
         with image_lock(self.paths, name):
             prior = read_state(self.paths, name)
             image = self._image(name)
@@ -427,6 +428,19 @@ class DockerImages:
         if self._image(ref) is None:
             raise unknown_image(ref)
         return image_tag(ref), f"from image {ref}"
+
+
+def _check_terms(options: Resolved) -> None:
+    """Anaconda's terms are accepted up front (there is no one to ask in a builder): refused
+    before anything is made."""
+    from mlops_env.errors import PrereqError
+    from mlops_env.installers import table
+
+    dist = options["python_dist"]
+    if table()[dist].get("terms_of_service") and not options["accept_anaconda_tos"]:
+        raise PrereqError(f"building an image with {dist} requires accepting Anaconda's terms of service",
+                          hint="add --accept-anaconda-tos (https://www.anaconda.com/legal/terms), or use "
+                          "--python-dist miniforge (no terms)", code="terms-not-accepted")
 
 
 def unknown_image(name: str) -> NotFoundError:

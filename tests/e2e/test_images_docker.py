@@ -213,6 +213,10 @@ def test_bad_input_is_one_line_with_a_hint(user_env: Env, docker_engine: Any) ->
         r = user_env.mlops("--json", *args)
         assert r.code == code, (args, str(r))
         assert r.error["hint"] and "\n" not in r.error["message"] and "Traceback" not in r.stderr
+    # Anaconda's terms: refused before anything is made (no builder, no state)
+    r = user_env.mlops("--json", "image", "build", "docker", "tos-img", "--python-dist", "miniconda")
+    assert r.code == 4 and r.error["code"] == "terms-not-accepted" and "miniforge" in r.error["hint"], str(r)
+    assert _leftovers(docker_engine, "tos-img") == {"builders": [], "volumes": [], "images": []}
     r = user_env.mlops("image", "delete", "no-such-image-e2e", "--yes")
     assert r.code == 3 and "no image 'no-such-image-e2e'" in r.stderr and "Traceback" not in r.stderr
 
@@ -222,7 +226,8 @@ def test_second_build_of_the_same_name_is_busy(user_env: Env, docker_engine: Any
 
     (user_env.root / "images").mkdir(parents=True, exist_ok=True)
     with FileLock(str(user_env.root / "images" / "busy-img.lock")):
-        r = user_env.mlops("--json", "image", "build", "docker", "busy-img", "--smoke-test", "off")
+        r = user_env.mlops("--json", "image", "build", "docker", "busy-img", "--python-dist", "miniforge",
+                           "--smoke-test", "off")
     assert r.code == 10 and r.error["code"] == "busy", str(r)
     assert "building or deleting image 'busy-img'" in r.error["message"]
 
