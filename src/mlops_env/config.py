@@ -194,6 +194,10 @@ UP_OPTIONS: dict[str, Option] = {o.name: o for o in [
            "codespace: stop after this much inactivity (5m..4h; default: your GitHub setting)", providers=("codespace",)),
     Option("retention", None, _minutes(0, 43200, "the retention period"),
            "codespace: delete this long after it stops (0m..30d; default: your GitHub setting)", providers=("codespace",)),
+    Option("from_image", None, _pattern(r"^(auto|[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?)$",
+                                        "an image name (see `mlops-env image list`) or auto"),
+           "docker: start from a prebuilt image (`mlops-env image build`), or auto: the newest current one",
+           providers=("docker",)),
     Option("serve", False, _bool, "after the smoke test, serve the model in Docker on the box "
            "(docker build, compose, 127.0.0.1:9696) and check its predictions",
            providers=("docker", "ssh", "ec2")),

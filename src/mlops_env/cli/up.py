@@ -96,6 +96,7 @@ def _common(**kw: Any) -> dict[str, Any]:
         "disk_gb": kw.get("disk_gb"), "ami": kw.get("ami"), "spot": kw.get("spot"),
         "allow_cidr": kw.get("allow_cidr"), "subnet": kw.get("subnet"),
         "idle_stop": kw.get("idle_stop"), "max_hours": kw.get("max_hours"), "serve": kw.get("serve"),
+        "from_image": kw.get("from_image"),
     }
 
 
@@ -244,6 +245,7 @@ def _print_summary(ui: Any, data: dict[str, Any]) -> None:
 @up_app.command("docker", cls=Command, epilog="""
     mlops-env up docker --accept-anaconda-tos       # then: ssh mlops-default
     mlops-env up docker course --python-dist miniforge --smoke-test sample
+    mlops-env up docker alice --from-image course-2026   # from a prebuilt image
     mlops-env up docker --image debian:12 --smoke-test sample --accept-anaconda-tos \\
       --conda-installer file:///opt/mirror/Anaconda3.sh --conda-sha256 HEX   # offline
     """)
@@ -259,6 +261,10 @@ def up_docker(
     forward: Forward = None, ssh_timeout: SshTimeout = None, config: ConfigFile = None,
     dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 4,
     idle_stop: IdleStop = None, max_hours: MaxHours = None, serve: Serve = None,
+    from_image: Annotated[str | None, typer.Option(
+        "--from-image", metavar="IMAGE|auto",
+        help="Start from a prebuilt image (`mlops-env image build docker`); auto: the newest image of "
+        "today's recipe, else a fresh bootstrap. Every step is still checked.")] = None,
 ) -> None:
     """A workstation in a local Docker container. Free: systemd, sshd on 127.0.0.1, its own
     Docker engine inside.

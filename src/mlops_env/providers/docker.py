@@ -195,10 +195,12 @@ class DockerProvider(Provider):
         user = options["user"]
         c = self._one(name)
         action = "unchanged"
+        from_image = None
         if c is None:
-            tag = self._workstation_image(options["image"], progress)
+            tag, from_image = self._image_for_up(options, progress)
             progress(f"creating container {container_name(name)}")
-            c = self._create(name, tag, options["image"], free_port())
+            c = self._create(name, tag, options["image"], free_port(),
+                             extra_labels={"mlops-env.from-image": from_image} if from_image else None)
             action = "created"
         elif c.status != "running":
             progress(f"starting container {c.name}")
@@ -211,6 +213,8 @@ class DockerProvider(Provider):
         host_key = self._host_key(c)
         data = {"container": c.name, "container_id": c.id, "image": options["image"],
                 "volume": volume_name(name), "user_ready": user, "ssh_port": port}
+        if from_image:
+            data["from_image"] = from_image
         return Provisioned(
             endpoint=Endpoint(host="127.0.0.1", port=port, user=user, identity_file=str(key.private_path),
                               host_key_alias=host_key_alias_for(record.name)),
@@ -218,7 +222,8 @@ class DockerProvider(Provider):
             detail=f"container {c.name} ({action})",
         )
 
-    def _create(self, name: str, tag: str, base_ref: str, port: int) -> Any:
+    def _create(self, name: str, tag: str, base_ref: str, port: int, *,
+                extra_labels: dict[str, str] | None = None) -> Any:
         from docker.errors import APIError
 
         try:
@@ -228,18 +233,25 @@ class DockerProvider(Provider):
                              hint="see `docker info`", code="docker-create") from None
         # From here on something exists that `down` must remove: the record is saved now.
         self.created({"volume": volume_name(name), "image": base_ref})
-        return self._create_container(name, tag, base_ref, port)
+        return self._create_container(name, tag, base_ref, port, extra_labels=extra_labels)
 
-    def _create_container(self, name: str, image: str, base_ref: str, port: int, retries: int = 2) -> Any:
+    def _create_container(self, name: str, image: str, base_ref: str, port: int, retries: int = 2, *,
+                          labels: dict[str, str] | None = None, cname: str | None = None,
+                          volume: str | None = None, extra_labels: dict[str, str] | None = None) -> Any:
+        """``labels`` replace the workstation labels and ``cname``/``volume`` the names: an
+        image builder (images.py) is a container like a workstation, but no workstation."""
         from docker.errors import APIError
 
         api = self.client.api
+        own = labels if labels is not None else {LABEL_NAME: name, LABEL_MANAGED: "1",
+                                                 "mlops-env.version": __version__, "mlops-env.base": base_ref}
+        own = {**own, **(extra_labels or {})}
         hc = api.create_host_config(
             # A fixed host port (not Docker's pick at every start): the SSH alias stays right.
             port_bindings={22: ("127.0.0.1", port)},
             cap_add=CAP_ADD, cap_drop=CAP_DROP, security_opt=SECURITY_OPT,
             cgroupns="private", tmpfs=TMPFS,
-            binds={volume_name(name): {"bind": "/var/lib/docker", "mode": "rw"}},
+            binds={volume or volume_name(name): {"bind": "/var/lib/docker", "mode": "rw"}},
             restart_policy={"Name": "unless-stopped"},
         )
         # `--security-opt systempaths=unconfined` is a CLI-side option: the API spells it as
@@ -248,9 +260,8 @@ class DockerProvider(Provider):
         hc["ReadonlyPaths"] = []
         try:
             created = api.create_container(
-                image, name=container_name(name), hostname=name, detach=True, ports=[22],
-                labels={LABEL_NAME: name, LABEL_MANAGED: "1", "mlops-env.version": __version__,
-                        "mlops-env.base": base_ref},
+                image, name=cname or container_name(name), hostname=name, detach=True, ports=[22],
+                labels=own,
                 stop_signal=STOP_SIGNAL, host_config=hc,
             )
             try:
@@ -261,12 +272,26 @@ class DockerProvider(Provider):
                 # Someone took the port between our pick and Docker's bind: another free one.
                 log.info("port %s taken at the start of %s: %s", port, container_name(name), _short(e))
                 api.remove_container(created["Id"], force=True)
-                return self._create_container(name, image, base_ref, free_port(), retries=retries - 1)
+                return self._create_container(name, image, base_ref, free_port(), retries=retries - 1,
+                                              labels=labels, cname=cname, volume=volume, extra_labels=extra_labels)
         except APIError as e:
             raise MlopsError(f"Docker could not create the workstation container: {_short(e)}",
                              hint="see `docker info`; the engine must allow the capabilities in "
                              "docs/docker-provider.md", code="docker-create") from None
         return self.client.containers.get(created["Id"])
+
+    def _image_for_up(self, options: Resolved, progress: Progress) -> tuple[str, str | None]:
+        """The image a new workstation container starts from: ``--from-image`` (a prebuilt
+        image, images.py) or the workstation image of the base; and the prebuilt image's name."""
+        ref = options.get("from_image")
+        if ref:
+            from mlops_env.images import DockerImages
+
+            tag, how = DockerImages(self.paths, provider=self).resolve_for_up(ref, options)
+            progress(how)
+            if tag is not None:
+                return tag, tag.split(":", 1)[1]
+        return self._workstation_image(options["image"], progress), None
 
     def _start(self, record: Record, c: Any, progress: Progress) -> Any:
         """Start a stopped container on its fixed port; when that port is taken now (or the
