@@ -111,7 +111,7 @@ def patch(box: FakeBox, mode: Callable[[], str] | str, set_attr: Callable[[Any, 
     set_attr(pipeline, "steps_for", lambda options, provider="": [MarkupStep(mode() if callable(mode) else mode)])
 
 
-UP_ARGS = ("up", "ssh", "mk", "--host", "tester@127.0.0.1", "--smoke-test", "off")
+UP_ARGS = ("up", "ssh", "mk", "--host", "tester@127.0.0.1", "--smoke-test", "off", "--accept-anaconda-tos")
 
 
 if __name__ == "__main__":
