@@ -86,14 +86,25 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
             record.options[k] = saved_options[k]
     sshconfig.check_include(paths)  # refuse an unwritable ~/.ssh/config before making anything
     key = ensure_keypair(paths)
-    store.save(record)
+    known = store.exists(record.name)
+    if known:
+        store.save(record)
 
     # 1. the codespace exists, is Available, and (with gh) we know how to reach it
     t0 = time.monotonic()
     events.step("start", "provision", title="codespace", message="")
     # With a key already pinned for this codespace, the connection below checks it (one trip
     # through gh's tunnel); --provision-only makes no connection, so it reads the key here.
-    prov = provider.provision(record, opts, key, events.progress, probe=req.provision_only)
+    # A new workstation's record is saved by the provider once a codespace exists or is being
+    # created; a first run refused before that (bad repository, no token, GitHub said no)
+    # leaves no record behind.
+    try:
+        prov = provider.provision(record, opts, key, events.progress, probe=req.provision_only)
+    except BaseException:
+        pd = record.provider_data
+        if not known and not pd.get("codespace") and not pd.get("creating"):
+            store.delete(record.name)
+        raise
     for n in prov.notices:
         events.warn(n)
     record.endpoint = prov.endpoint

@@ -177,6 +177,7 @@ def test_list_and_down_find_codespaces_this_machine_does_not_know(user: User, gi
 def test_unknown_repo(user: User, github: FakeGitHub) -> None:
     r = user.mlops("--json", "up", "codespace", "x", "--repo", "student/nope")
     assert r.code == 3 and r.error["code"] == "repo-not-found" and "student/nope" in r.error["message"]
+    assert not (user.root / "state" / "x.json").exists()  # nothing was made: no ghost in `list`
 
 
 def test_no_access_to_the_repo(user: User, github: FakeGitHub) -> None:
@@ -198,7 +199,8 @@ def test_a_machine_refused_by_create_422(user: User, github: FakeGitHub) -> None
                  "documentation_url": "https://docs.github.com/rest"})
     r = user.mlops("--json", "up", "codespace", "x", "--repo", REPO, "--machine", "premiumLinux")
     assert r.code == 2 and r.error["code"] == "machine-not-allowed", r
-    assert "creating" not in user.state("x")["provider_data"]  # GitHub said no: nothing to look for later
+    # GitHub said no: nothing to look for later, and no record of a workstation that never existed
+    assert not (user.root / "state" / "x.json").exists()
 
 
 @pytest.mark.parametrize("status,message,code", [
@@ -209,6 +211,7 @@ def test_quota_and_billing_refusals(user: User, github: FakeGitHub, status: int,
     github.fail("POST", r"/repos/.*/codespaces", status, {"message": message})
     r = user.mlops("--json", "up", "codespace", "x", "--repo", REPO)
     assert r.code == 4 and r.error["code"] == code and message in r.error["message"], r
+    assert not (user.root / "state" / "x.json").exists()
 
 
 def test_a_repo_without_a_dev_container_points_to_devcontainer_init(user: User, github: FakeGitHub) -> None:
