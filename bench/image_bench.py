@@ -56,7 +56,7 @@ def run() -> dict[str, Any]:
     url = f"file:///opt/mirror/{path.name}"
 
     from mlops_env.paths import get_paths
-    from mlops_env.providers.docker import DockerProvider
+    from mlops_env.providers.docker.provider import DockerProvider
 
     DockerProvider(get_paths())._workstation_image(image, lambda m: None)  # warm-up, untimed
 

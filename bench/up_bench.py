@@ -92,7 +92,7 @@ def pipeline() -> dict[str, Any]:
     mirror.image, mirror.url, mirror.sha256 = image, f"file:///opt/mirror/{path.name}", sha  # type: ignore[attr-defined]
 
     from mlops_env.paths import get_paths
-    from mlops_env.providers.docker import DockerProvider
+    from mlops_env.providers.docker.provider import DockerProvider
 
     DockerProvider(get_paths())._workstation_image(image, lambda m: None)  # warm-up, untimed
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Replace the SSH host key that travelled in cloud-init user data (EC2) with one made here,
 # whose private half never leaves this box. Run as root; driven by mlops-env's EC2 provider
-# (providers/ec2.py, docs/ec2.md "Host key"), one phase per call, each idempotent:
+# (providers/ec2/provider.py, docs/ec2.md "Host key"), one phase per call, each idempotent:
 #
 #   prepare          make the new ED25519 key (once) and print its public half
 #   switch  B64      serve the new key: sshd lists both keys, the new one first (it presents

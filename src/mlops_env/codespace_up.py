@@ -1,7 +1,7 @@
 """``up codespace``: the codespace exists and answers, then the SSH alias, then ``mlops-env doctor``
 and the smoke test inside it, over ONE SSH connection through gh's tunnel.
 
-    provision  (providers/codespace.py) find / create / start, wait until Available; gh: SSH details
+    provision  (providers/codespace/provider.py) find / create / start, wait until Available; gh: SSH details
     host key   pinned from the first contact through the GitHub-authenticated tunnel
     ssh-config the Host block (ProxyCommand through gh, pinned key) + the Include line
     doctor     the box checks of `mlops-env doctor` (system, python, docker, network, tools): one
@@ -22,11 +22,13 @@ import logging
 import time
 from typing import Any
 
-from mlops_env import engine, knownhosts, sshconfig
+from mlops_env import engine
 from mlops_env.config import Resolved
 from mlops_env.errors import StepFailed, UsageError
 from mlops_env.paths import Paths
 from mlops_env.pipeline import Events, SshConfigStep, UpRequest, run_local_step
+from mlops_env.ssh import config as sshconfig
+from mlops_env.ssh import knownhosts
 from mlops_env.state import Record, Store, validate_name
 from mlops_env.steps import Facts, StepContext
 
@@ -40,7 +42,7 @@ DISTS = {"anaconda3": "anaconda", "miniconda3": "miniconda", "miniforge3": "mini
 
 
 def up(req: UpRequest, paths: Paths, events: Events) -> dict[str, Any]:
-    from mlops_env.providers.codespace import CodespaceProvider
+    from mlops_env.providers.codespace.provider import CodespaceProvider
 
     validate_name(req.name)
     store = Store(paths)
@@ -69,13 +71,13 @@ def _check_provider(record: Record) -> None:
 
 
 def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Store, events: Events) -> dict[str, Any]:
-    from mlops_env.keys import ensure_keypair
-    from mlops_env.providers.codespace import (
+    from mlops_env.providers.codespace.provider import (
         STORAGE_NOTE,
         cost_of,
         describe_cost,
         describe_retention,
     )
+    from mlops_env.ssh.keys import ensure_keypair
 
     t_total = time.monotonic()
     opts = req.options
@@ -140,7 +142,7 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
         store.save(record)
         return _data(record, reports, paths, t_total, summary, ssh=False)
 
-    # 2. the host key: read through the GitHub-authenticated tunnel, pinned (see providers/codespace.py)
+    # 2. the host key: read through the GitHub-authenticated tunnel, pinned (see providers/codespace/provider.py)
     assert prov.host_key is not None
     pinned = knownhosts.lookup(paths, ep.host_key_alias)
     if prov.replace_pin or not pinned:
@@ -161,7 +163,7 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
     # 4. one connection: doctor's checks in one round-trip, then the smoke test
     from mlops_env.errors import HostKeyError
     from mlops_env.pipeline import connect, finish, smoke_summary
-    from mlops_env.providers.codespace import host_key_changed
+    from mlops_env.providers.codespace.provider import host_key_changed
 
     events.progress(f"connecting to {ep.user}@{ep.host} through gh")
     try:
@@ -303,7 +305,7 @@ def _data(record: Record, reports: list[engine.StepReport], paths: Paths, t_tota
 
 
 def _dry_run(req: UpRequest, record: Record, provider: Any) -> dict[str, Any]:
-    from mlops_env import ghcli
+    from mlops_env.providers.codespace import ghcli
 
     opts = req.options
     lines = provider.plan(record, opts)

@@ -1,5 +1,5 @@
-"""HTTPS to the two web services mlops-env calls itself: GitHub's REST API (``github.py``) and
-the caller-IP lookup (``aws/netinfo.py``).
+"""HTTPS to the two web services mlops-env calls itself: GitHub's REST API (``providers/codespace/github.py``) and
+the caller-IP lookup (``providers/ec2/netinfo.py``).
 
 The rules, the same for both:
 

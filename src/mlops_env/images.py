@@ -155,7 +155,7 @@ def image_lock(paths: Paths, name: str) -> Iterator[None]:
 # -- Docker -----------------------------------------------------------------------------------
 class DockerImages:
     def __init__(self, paths: Paths, provider: Any = None) -> None:
-        from mlops_env.providers.docker import DockerProvider
+        from mlops_env.providers.docker.provider import DockerProvider
 
         self.paths = paths
         self.provider = provider or DockerProvider(paths)
@@ -262,8 +262,8 @@ class DockerImages:
 
     def _build(self, name: str, options: Resolved, progress: Progress,
                on_step: Callable[..., None] | None, build_id: str) -> Any:
-        from mlops_env.keys import ensure_keypair
-        from mlops_env.providers.docker import STOP_SIGNAL, free_port
+        from mlops_env.providers.docker.provider import STOP_SIGNAL, free_port
+        from mlops_env.ssh.keys import ensure_keypair
 
         _write_state(self.paths, name, "prepare", build_id=build_id)
         base_ref = options["image"]
@@ -282,7 +282,7 @@ class DockerImages:
         user = options["user"]
         self.provider._ensure_user(c, user, key.public_line)
         host_key = self.provider._host_key(c)
-        from mlops_env.providers.docker import _ssh_port
+        from mlops_env.providers.docker.provider import _ssh_port
 
         port = _ssh_port(c)
         _write_state(self.paths, name, "steps", container=c.name, build_id=build_id)
@@ -319,10 +319,10 @@ class DockerImages:
     def _run_steps(self, name: str, options: Resolved, port: int, user: str, identity: str, host_key: str,
                    progress: Progress, on_step: Callable[..., None] | None) -> None:
         from mlops_env import engine
+        from mlops_env.ssh.transport import SSHTransport
         from mlops_env.state import Endpoint, Record
         from mlops_env.steps import Facts, StepContext
         from mlops_env.steps.builtin import workstation_steps
-        from mlops_env.transport.ssh import SSHTransport
 
         ep = Endpoint(host="127.0.0.1", port=port, user=user, identity_file=identity,
                       host_key_alias=builder_name(name))

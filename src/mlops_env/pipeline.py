@@ -19,12 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlops_env import engine, knownhosts, sshconfig
+from mlops_env import engine
 from mlops_env.config import Resolved, applies
 from mlops_env.errors import HostKeyError, PrereqError, UsageError
 from mlops_env.fsutil import atomic_write
 from mlops_env.paths import Paths, ensure_private_dir
 from mlops_env.providers import get_provider
+from mlops_env.ssh import config as sshconfig
+from mlops_env.ssh import knownhosts
 from mlops_env.state import Endpoint, Record, Store, validate_name
 from mlops_env.steps import CheckResult, Facts, Step, StepContext
 from mlops_env.steps.builtin import workstation_steps
@@ -129,7 +131,7 @@ def steps_for(options: Resolved, provider: str = "") -> list[Step]:
 
 def connect(paths: Paths, ep: Endpoint, timeout: float) -> Any:
     """One SSH connection with the pinned host key (from the tool's known_hosts)."""
-    from mlops_env.transport.ssh import SSHTransport
+    from mlops_env.ssh.transport import SSHTransport
 
     pinned = knownhosts.lookup(paths, ep.host_key_alias)
     if not pinned:
@@ -143,7 +145,7 @@ def establish_trust(paths: Paths, ep: Endpoint, fingerprint_opt: str | None, eve
                     timeout: float) -> str:
     """First contact with a box we did not make: its host key must be confirmed (or match
     ``--host-key-fingerprint``) before anything is sent. Never trust-on-first-use."""
-    from mlops_env.transport.ssh import fingerprint, probe_host_key
+    from mlops_env.ssh.transport import fingerprint, probe_host_key
 
     ktype, kb64 = probe_host_key(ep.host, ep.port, timeout=timeout)
     fp = fingerprint(ktype, kb64)
@@ -206,7 +208,7 @@ def _check_provider(record: Record, req: UpRequest) -> None:
 
 def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Store,
         events: Events) -> dict[str, Any]:
-    from mlops_env.keys import ensure_keypair
+    from mlops_env.ssh.keys import ensure_keypair
 
     t_total = time.monotonic()
     # Every question comes before the first change: a "no" leaves nothing behind.

@@ -1,4 +1,4 @@
-"""mlops_env.ghcli: gh's documented `codespace ssh --config` output parsed, the ProxyCommand
+"""mlops_env.providers.codespace.ghcli: gh's documented `codespace ssh --config` output parsed, the ProxyCommand
 rebuilt with mlops-env's key and quoted for both OpenSSH and paramiko, and the Host block
 mlops-env writes from it accepted by the real OpenSSH (`ssh -G`) with pinned host keys."""
 
@@ -13,11 +13,11 @@ import pytest
 from cshelp import install_fake_gh, path_without_gh
 from fake_github import FakeGitHub
 
-from mlops_env import ghcli
 from mlops_env.errors import ConnectError, PrereqError
 from mlops_env.paths import Paths
 from mlops_env.pipeline import ssh_entry
-from mlops_env.sshconfig import ensure_include, upsert_host
+from mlops_env.providers.codespace import ghcli
+from mlops_env.ssh.config import ensure_include, upsert_host
 from mlops_env.state import Endpoint, Record
 
 # gh 2.x's template (cli/cli pkg/cmd/codespace/ssh.go), two codespaces, as `--config` prints them.

@@ -1,4 +1,4 @@
-"""mlops_env.github against the STAND-IN GitHub API (fake_github.py) over real loopback HTTP:
+"""mlops_env.providers.codespace.github against the STAND-IN GitHub API (fake_github.py) over real loopback HTTP:
 where the token comes from, missing scope and expired token with the exact fix, rate limits
 waited out as GitHub asks (Retry-After, x-ratelimit-reset) within a bound, retries of reads
 only, and the token masked in logs and JSON."""
@@ -14,8 +14,15 @@ from cshelp import install_fake_gh, path_without_gh
 from fake_github import Eavesdropper, FakeGitHub
 
 from mlops_env.errors import ExitCode, PrereqError, UsageError
-from mlops_env.github import REFRESH, GitHub, GitHubError, Token, api_url, find_token
 from mlops_env.output import mask_secrets, register_secret
+from mlops_env.providers.codespace.github import (
+    REFRESH,
+    GitHub,
+    GitHubError,
+    Token,
+    api_url,
+    find_token,
+)
 
 
 def client(fake: FakeGitHub, token: str | None = None, **kw: object) -> tuple[GitHub, list[float]]:

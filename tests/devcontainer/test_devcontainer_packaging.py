@@ -15,8 +15,8 @@ def test_wheel_ships_the_definition_and_the_schema(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for f in sorted((ROOT / "devcontainer").iterdir()):
         assert f"mlops_env/devcontainer_files/{f.name}" in names
-    assert "mlops_env/schemas/devContainer.base.schema.json" in names
-    assert "mlops_env/schemas/README.md" in names
+    assert "mlops_env/devcontainer/schemas/devContainer.base.schema.json" in names
+    assert "mlops_env/devcontainer/schemas/README.md" in names
     meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
     assert "Requires-Dist: jsonschema>=4" in zipfile.ZipFile(wheel).read(meta).decode()
 

@@ -16,7 +16,7 @@ import hosts
 import pytest
 
 from mlops_env.paths import Paths
-from mlops_env.providers.docker import (
+from mlops_env.providers.docker.provider import (
     LABEL_MANAGED,
     LABEL_NAME,
     DockerProvider,

@@ -26,8 +26,8 @@ import hosts
 import pytest
 from e2ehelp import Env
 
-from mlops_env import knownhosts
 from mlops_env.paths import Paths
+from mlops_env.ssh import knownhosts
 from mlops_env.state import Endpoint, Record, Store
 
 WINDOW = "6s"
@@ -257,7 +257,7 @@ class _Connected:
     def __init__(self, box: Any) -> None:
         import threading
 
-        from mlops_env.transport.ssh import SSHTransport
+        from mlops_env.ssh.transport import SSHTransport
 
         self.t = SSHTransport(box.host, box.port, box.user, str(box.identity), box.host_key, timeout=20)
         self.commands = 0

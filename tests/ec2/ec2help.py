@@ -10,11 +10,11 @@ from typing import Any
 from clirun import Run, mlops_env_bin, watch, with_default_sigint
 
 from mlops_env import config
-from mlops_env.keys import ensure_keypair
 from mlops_env.paths import Paths, get_paths
 from mlops_env.providers import Provisioned
-from mlops_env.providers.ec2 import Ec2Provider
-from mlops_env.sshconfig import alias_for
+from mlops_env.providers.ec2.provider import Ec2Provider
+from mlops_env.ssh.config import alias_for
+from mlops_env.ssh.keys import ensure_keypair
 from mlops_env.state import Record, Store
 
 LIVE = ["pending", "running", "stopping", "stopped", "shutting-down"]

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from botocore import exceptions as bx
 
-from mlops_env.aws import cloudinit, netinfo, pricing
-from mlops_env.aws.ec2 import client_token
-from mlops_env.aws.session import aws_code, translate
 from mlops_env.errors import ConnectError, MlopsError, NotFoundError, PrereqError, UsageError
-from mlops_env.keys import generate_host_keypair
+from mlops_env.providers.ec2 import cloudinit, netinfo, pricing
+from mlops_env.providers.ec2.resources import client_token
+from mlops_env.providers.ec2.session import aws_code, translate
+from mlops_env.ssh.keys import generate_host_keypair
 
 
 def _client_error(code: str, message: str = "msg", op: str = "RunInstances") -> bx.ClientError:
@@ -148,7 +148,7 @@ def test_client_token_is_stable_per_launch_and_changes_with_any_parameter() -> N
 def test_sdk_debug_logs_are_kept_out(caplog: Any) -> None:
     import logging
 
-    from mlops_env.aws.session import quiet_sdk_logs
+    from mlops_env.providers.ec2.session import quiet_sdk_logs
 
     quiet_sdk_logs()
     assert logging.getLogger("botocore").getEffectiveLevel() >= logging.WARNING

@@ -16,7 +16,7 @@ import pytest
 from ec2help import tagged, user_data_host_key
 from instance_standin import InstanceStandIn
 
-from mlops_env.keys import split_public_key
+from mlops_env.ssh.keys import split_public_key
 
 
 def _key(line: str) -> str:

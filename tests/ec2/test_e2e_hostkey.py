@@ -15,7 +15,7 @@ from typing import Any
 from ec2help import tagged, tags, user_data_host_key
 from instance_standin import InstanceStandIn
 
-from mlops_env.keys import fingerprint_of, split_public_key
+from mlops_env.ssh.keys import fingerprint_of, split_public_key
 
 PHASES = ("prepared", "switched", "confirmed", "retired", "tagged", "done")
 

@@ -21,7 +21,7 @@ from ec2help import (
 )
 from instance_standin import InstanceStandIn
 
-from mlops_env.keys import split_public_key
+from mlops_env.ssh.keys import split_public_key
 
 NAME = "e2e-ec2"
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import seed
 
-from mlops_env.aws.images import TAG_IMAGE_BUILD, Ec2Images, validate_account_id
-from mlops_env.aws.session import Aws
 from mlops_env.errors import NotFoundError, UsageError
+from mlops_env.providers.ec2.images import TAG_IMAGE_BUILD, Ec2Images, validate_account_id
+from mlops_env.providers.ec2.session import Aws
 
 RECIPE = {"distribution": "anaconda", "installer-sha256": "a" * 64, "docker-source": "distro",
           "base-image": "ami-0123", "arch": "x86_64", "mlops-env-version": "0", "scripts-hash": "b" * 16}

@@ -11,10 +11,10 @@ import pytest
 import seed
 from ec2help import Harness, closed_port, options, tagged, tags, user_data_host_key
 
-from mlops_env import knownhosts
-from mlops_env.aws import session as aws_session
 from mlops_env.errors import MlopsError, NotFoundError, PrereqError, UsageError
-from mlops_env.keys import split_public_key
+from mlops_env.providers.ec2 import session as aws_session
+from mlops_env.ssh import knownhosts
+from mlops_env.ssh.keys import split_public_key
 from mlops_env.state import Store
 
 
@@ -212,7 +212,7 @@ def test_bad_input_is_refused_before_anything_is_made(moto_ec2: Any, flags: dict
 
 
 def test_unknown_region_suggests_the_right_one(aws_env: Path) -> None:
-    from mlops_env.aws.session import Aws
+    from mlops_env.providers.ec2.session import Aws
 
     with pytest.raises(UsageError) as e:
         Aws("eu-wset-1", None)
@@ -518,7 +518,7 @@ def test_a_changed_host_key_tag_is_refused_not_trusted(moto_ec2: Any) -> None:
     this machine pinned wins; a disagreeing tag is a changed host key (exit 6), both
     fingerprints named. Nothing is re-pinned."""
     from mlops_env.errors import HostKeyError
-    from mlops_env.keys import fingerprint_of, generate_host_keypair
+    from mlops_env.ssh.keys import fingerprint_of, generate_host_keypair
 
     h = Harness()
     first = h.up("ws")
@@ -561,8 +561,8 @@ def test_down_of_a_spot_workstation_cancels_its_request_and_checks_snapshots_too
                                     TagSpecifications=[{"ResourceType": "snapshot", "Tags": ours}])
     p = h.provider()
     rec = Store(h.paths).load("ws")
-    from mlops_env.aws.ec2 import Ec2
-    from mlops_env.aws.session import Aws
+    from mlops_env.providers.ec2.resources import Ec2
+    from mlops_env.providers.ec2.session import Aws
 
     left = Ec2(Aws("eu-west-1", None), "ws").leftovers()
     assert f"spot request {req['SpotInstanceRequestId']}" in left and f"snapshot {snap['SnapshotId']}" in left

@@ -52,9 +52,9 @@ def free_port() -> int:
 
 def workstation(name: str, port: int, provider: str = "ssh", *, pin: bool = True) -> Any:
     """A known workstation record (as `up` leaves it), its Host block and the tool's key."""
-    from mlops_env import keys, knownhosts
     from mlops_env.paths import get_paths
-    from mlops_env.sshconfig import alias_for, host_key_alias_for
+    from mlops_env.ssh import keys, knownhosts
+    from mlops_env.ssh.config import alias_for, host_key_alias_for
     from mlops_env.state import Endpoint, Record, Store
 
     paths = get_paths()
@@ -142,7 +142,7 @@ def test_local_only_report_human(cli) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_local_fix_of_the_ssh_config(cli) -> None:  # type: ignore[no-untyped-def]
-    from mlops_env import sshconfig
+    from mlops_env.ssh import config as sshconfig
 
     paths, rec = workstation("ws", 2222)
     r = cli("--json", "doctor", "--only", "local")
@@ -203,10 +203,10 @@ def test_host_unreachable_is_exit_5(cli, tmp_path: Path) -> None:  # type: ignor
 
 def _ready_ssh_side(name: str) -> Any:
     """A known workstation whose Host block and Include line are written, as after `up`."""
-    from mlops_env import sshconfig
     from mlops_env.config import resolve
     from mlops_env.doctor import _record_ctx
     from mlops_env.pipeline import SshConfigStep
+    from mlops_env.ssh import config as sshconfig
 
     paths, rec = workstation(name, 2222)
     step = SshConfigStep()

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from mlops_env import keys, sshconfig
 from mlops_env.doctor import local
 from mlops_env.doctor.parse import FAIL, OK, SKIP, WARN
 from mlops_env.paths import get_paths
+from mlops_env.ssh import config as sshconfig
+from mlops_env.ssh import keys
 
 NOW = datetime(2026, 5, 20, 12, 0, tzinfo=timezone.utc)
 

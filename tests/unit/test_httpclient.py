@@ -1,4 +1,4 @@
-"""mlops_env.httpclient and the caller-IP lookup (aws/netinfo.py) over real loopback HTTP:
+"""mlops_env.httpclient and the caller-IP lookup (providers/ec2/netinfo.py) over real loopback HTTP:
 https only (http only to loopback), redirects followed only within the configured origin, no
 credentials from ~/.netrc in place of the caller's headers."""
 
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from mlops_env import httpclient
-from mlops_env.aws import netinfo
 from mlops_env.errors import ExitCode, PrereqError, UsageError
+from mlops_env.providers.ec2 import netinfo
 
 
 @contextmanager

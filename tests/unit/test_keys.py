@@ -1,4 +1,4 @@
-"""keys.py against the real ssh-keygen and paramiko: formats, permissions, refusal to overwrite."""
+"""ssh/keys.py against the real ssh-keygen and paramiko: formats, permissions, refusal to overwrite."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops_env import keys
 from mlops_env.errors import IntegrityError
 from mlops_env.paths import get_paths
+from mlops_env.ssh import keys
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen missing")
 

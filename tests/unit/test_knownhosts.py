@@ -1,4 +1,4 @@
-"""knownhosts.py: pinning by HostKeyAlias, read back by the real ssh-keygen."""
+"""ssh/knownhosts.py: pinning by HostKeyAlias, read back by the real ssh-keygen."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import subprocess
 
 import pytest
 
-from mlops_env import keys, knownhosts
 from mlops_env.errors import HostKeyError, UsageError
 from mlops_env.paths import get_paths
+from mlops_env.ssh import keys, knownhosts
 
 pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen missing")
 

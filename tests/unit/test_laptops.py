@@ -59,7 +59,7 @@ def macos(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _entry(paths: Paths, alias: str = "mlops-a") -> Any:
-    from mlops_env.sshconfig import HostEntry
+    from mlops_env.ssh.config import HostEntry
 
     return HostEntry(alias=alias, hostname="127.0.0.1", port=2222, user="dev",
                      identity_file=paths.keys_dir / "id_ed25519", known_hosts_file=paths.known_hosts,
@@ -89,7 +89,7 @@ def test_the_simulation_behaves_like_windows(tmp_path: Path, windows: winsim.Fak
 
 def test_windows_ssh_config_recheck_passes(paths: Paths, windows: winsim.FakeWinApi) -> None:
     """Today: the file is written, then its re-check reads st_mode 0666 and says it did not take."""
-    from mlops_env import sshconfig
+    from mlops_env.ssh import config as sshconfig
 
     e = _entry(paths)
     assert sshconfig.upsert_host(paths, e) is True
@@ -104,7 +104,7 @@ def test_windows_ssh_config_recheck_passes(paths: Paths, windows: winsim.FakeWin
 
 
 def test_windows_include_line_in_a_new_user_config_is_private(paths: Paths, windows: winsim.FakeWinApi) -> None:
-    from mlops_env import sshconfig
+    from mlops_env.ssh import config as sshconfig
 
     cfg = Path(os.environ["HOME"]) / ".ssh" / "config"
     assert sshconfig.ensure_include(paths, cfg) == "created"
@@ -119,7 +119,7 @@ def test_windows_include_line_in_a_new_user_config_is_private(paths: Paths, wind
 
 def test_windows_key_protection_check(paths: Paths, windows: winsim.FakeWinApi) -> None:
     """Today: check_keypair reads st_mode 0666/0777 and reports every key as unprotected."""
-    from mlops_env import keys
+    from mlops_env.ssh import keys
 
     kp = keys.ensure_keypair(paths)
     assert windows.is_private(kp.private_path) and windows.is_private(paths.keys_dir)
@@ -224,7 +224,7 @@ def _echo_proxy() -> list[str]:
 def test_windows_proxy_command_pipes_are_read_without_select(windows: winsim.FakeWinApi) -> None:
     """Today: select() on the proxy's stdout pipe raises WinError 10038."""
     from mlops_env import osenv
-    from mlops_env.transport.ssh import _proxy_failure, _proxy_socket
+    from mlops_env.ssh.transport import _proxy_failure, _proxy_socket
 
     line = osenv.join_command(_echo_proxy())
     assert line.startswith(f'{subprocess.list2cmdline([sys.executable])} -c "import sys')  # CreateProcess quoting
@@ -244,7 +244,8 @@ def test_windows_proxy_command_pipes_are_read_without_select(windows: winsim.Fak
 
 
 def test_proxy_command_on_posix_is_shell_quoted() -> None:
-    from mlops_env import ghcli, osenv
+    from mlops_env import osenv
+    from mlops_env.providers.codespace import ghcli
 
     line = ghcli.proxy_command("/opt/gh dir/gh", "cs-1", "/home/a b/key")
     assert line == "'/opt/gh dir/gh' codespace ssh -c cs-1 --stdio -- -i '/home/a b/key'"
@@ -252,7 +253,8 @@ def test_proxy_command_on_posix_is_shell_quoted() -> None:
 
 
 def test_windows_proxy_command_quoting(windows: winsim.FakeWinApi) -> None:
-    from mlops_env import ghcli, osenv
+    from mlops_env import osenv
+    from mlops_env.providers.codespace import ghcli
 
     gh, key = r"C:\Program Files\GitHub CLI\gh.exe", r"C:\Users\Ana María\AppData\Local\mlops-env\keys\id_ed25519"
     line = ghcli.proxy_command(gh, "cs-1", key)
@@ -340,8 +342,8 @@ def _context(home: Path, name: str, host: str, *, current: bool = True) -> Path:
 
 
 def test_docker_endpoint_order(tmp_path: Path, macos: None) -> None:
-    from mlops_env import dockerhost
     from mlops_env.errors import PrereqError
+    from mlops_env.providers.docker import host as dockerhost
 
     home = tmp_path
     ep = dockerhost.resolve({}, home)
@@ -364,7 +366,7 @@ def test_docker_endpoint_order(tmp_path: Path, macos: None) -> None:
 
 
 def test_windows_docker_default_is_the_named_pipe(tmp_path: Path, windows: winsim.FakeWinApi) -> None:
-    from mlops_env import dockerhost
+    from mlops_env.providers.docker import host as dockerhost
 
     assert dockerhost.resolve({}, tmp_path).host == "npipe:////./pipe/docker_engine"
     assert dockerhost.start_hint(dockerhost.resolve({}, tmp_path)) == "start Docker Desktop"
@@ -382,7 +384,7 @@ def test_docker_client_follows_the_current_context(tmp_path: Path, monkeypatch: 
     """Today: docker.from_env() ignores the context and talks to /var/run/docker.sock (here: a
     working engine, which hides that the user's Colima is stopped); the error must name it."""
     from mlops_env.errors import PrereqError
-    from mlops_env.providers.docker import DockerProvider
+    from mlops_env.providers.docker.provider import DockerProvider
 
     real = _engine()
     home = tmp_path / "home"

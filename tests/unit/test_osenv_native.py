@@ -50,7 +50,8 @@ def test_windows_acl_of_a_file_outside_the_profile(tmp_path: Path) -> None:  # p
 
 
 def test_ssh_config_and_key_on_this_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlops_env import keys, sshconfig
+    from mlops_env.ssh import config as sshconfig
+    from mlops_env.ssh import keys
 
     root = tmp_path / "mlops"
     paths = Paths(data=root, config=root, cache=root / "c", logs=root / "l")
@@ -105,7 +106,7 @@ def test_replace_over_an_existing_file(tmp_path: Path) -> None:
 
 
 def test_docker_default_endpoint(tmp_path: Path) -> None:
-    from mlops_env import dockerhost
+    from mlops_env.providers.docker import host as dockerhost
 
     ep = dockerhost.resolve({}, tmp_path)
     want = {"windows": "npipe:////./pipe/docker_engine"}.get(osenv.system(), "unix:///var/run/docker.sock")

@@ -13,7 +13,7 @@ import pytest
 from clirun import mlops_env_bin
 
 from mlops_env import paths
-from mlops_env.keys import ensure_keypair
+from mlops_env.ssh.keys import ensure_keypair
 
 
 def mode(p: Path) -> int:

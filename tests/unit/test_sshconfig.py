@@ -1,4 +1,4 @@
-"""sshconfig.py against the real OpenSSH client.
+"""ssh/config.py against the real OpenSSH client.
 
 The user's ~/.ssh/config is somebody else's file: every test here checks bytes, not lines.
 `ssh -G -F` proves that OpenSSH reads what we write (always with -F: OpenSSH takes the home
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from mlops_env import keys, knownhosts
-from mlops_env import sshconfig as sc
 from mlops_env.errors import ConfigError, PrereqError, UsageError
 from mlops_env.paths import get_paths
+from mlops_env.ssh import config as sc
+from mlops_env.ssh import keys, knownhosts
 
 needs_ssh = pytest.mark.skipif(shutil.which("ssh") is None, reason="OpenSSH client `ssh` missing")
 

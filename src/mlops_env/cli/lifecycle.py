@@ -153,10 +153,10 @@ def status_cmd(ctx: typer.Context, name: Name) -> None:
     def body(ui: Any) -> Any:
         import json
 
-        from mlops_env import knownhosts
         from mlops_env.cli.idlestop import agent_lines, read_agent
         from mlops_env.pipeline import code_command
         from mlops_env.providers import get_provider
+        from mlops_env.ssh import knownhosts
 
         paths, _store, rec = _load(name)
         live = get_provider(rec.provider, paths).state(rec)
@@ -225,9 +225,10 @@ def _ssh_argv(paths: Any, rec: Any) -> list[str]:
     """``ssh -F <config> <alias>``: the user's config when it includes ours (their other
     settings apply), else the tool's own file. Always an explicit -F: OpenSSH reads the home
     directory from the password database, not from $HOME."""
-    from mlops_env import osenv, sshconfig
+    from mlops_env import osenv
     from mlops_env.errors import PrereqError
     from mlops_env.paths import user_ssh_config
+    from mlops_env.ssh import config as sshconfig
 
     ssh = osenv.find_program("ssh")  # Windows: System32\OpenSSH\ssh.exe even when not on PATH
     if not ssh:
@@ -406,9 +407,10 @@ def down_cmd(ctx: typer.Context, name: Name, yes: Yes = False, region: Region = 
     machine does not know."""
 
     def body(ui: Any) -> Any:
-        from mlops_env import knownhosts, sshconfig
         from mlops_env.errors import NotFoundError
         from mlops_env.providers import PROVIDER_KINDS, get_provider
+        from mlops_env.ssh import config as sshconfig
+        from mlops_env.ssh import knownhosts
 
         try:
             paths, store, rec = _load(name)

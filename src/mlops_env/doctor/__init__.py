@@ -181,10 +181,10 @@ def host_target(paths: Paths, spec: str, identity: str | None, fingerprint: str 
     this run, in a temporary known_hosts: a read-only look at a box does not make mlops-env
     remember it (``up ssh NAME --host ...`` does)."""
     from mlops_env.errors import UsageError
-    from mlops_env.keys import check_keypair
     from mlops_env.paths import Paths as PathsT
     from mlops_env.pipeline import connect, establish_trust
     from mlops_env.providers.ssh import parse_target
+    from mlops_env.ssh.keys import check_keypair
     from mlops_env.state import Endpoint, Record, Store
 
     t = parse_target(spec)
@@ -203,7 +203,7 @@ def host_target(paths: Paths, spec: str, identity: str | None, fingerprint: str 
     ep = Endpoint(host=t.host, port=t.port, user=t.user, identity_file=identity, host_key_alias=alias)
     rec = Record(name="host", provider="ssh", alias="mlops-doctor", endpoint=ep)
     target = Target("host", str(t), rec, ep, f"mlops-env doctor --host {spec} --fix")
-    from mlops_env import knownhosts
+    from mlops_env.ssh import knownhosts
 
     if known is not None and knownhosts.lookup(paths, alias):
         target.label = f"{t} (workstation {known.name})"

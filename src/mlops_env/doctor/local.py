@@ -25,7 +25,7 @@ from mlops_env.doctor.parse import FAIL, OK, SKIP, WARN, Check
 
 if TYPE_CHECKING:
     from mlops_env.paths import Paths
-    from mlops_env.sshconfig import HostEntry
+    from mlops_env.ssh.config import HostEntry
 
 DOCKER_TIMEOUT = 3.0  # seconds for the engine's ping and version (laptop: `up docker` needs it)
 GH_TIMEOUT = 5.0  # `gh --version`
@@ -257,8 +257,8 @@ def ssh_client_check() -> Check:
 
 
 def ssh_include_check(paths: Paths, has_workstations: bool, fix: str) -> Check:
-    from mlops_env import sshconfig
     from mlops_env.errors import MlopsError
+    from mlops_env.ssh import config as sshconfig
 
     try:
         status = sshconfig.check_include(paths)
@@ -283,7 +283,7 @@ def ssh_hosts_check(paths: Paths, entries: Sequence[HostEntry], include_ok: bool
     not shadowed by the user's own settings (``ssh -G``)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from mlops_env import sshconfig
+    from mlops_env.ssh import config as sshconfig
 
     if not entries:
         return Check("local.ssh-hosts", SKIP, "no workstations yet")
@@ -312,7 +312,7 @@ def ssh_hosts_check(paths: Paths, entries: Sequence[HostEntry], include_ok: bool
 
 
 def ssh_key_check(paths: Paths) -> Check:
-    from mlops_env.keys import check_keypair
+    from mlops_env.ssh.keys import check_keypair
 
     kc = check_keypair(paths)
     if not kc.exists and not kc.problems:
@@ -483,8 +483,8 @@ def vscode_checks(home: Path, *, timeout: float = CODE_TIMEOUT) -> list[Check]:
 def docker_check(env: Mapping[str, str], home: Path, *, timeout: float = DOCKER_TIMEOUT) -> Check:
     """The engine the docker CLI would use (``dockerhost``: DOCKER_HOST, the context, the
     platform's default) answers. Only ``up docker`` needs one: a warning otherwise."""
-    from mlops_env import dockerhost
     from mlops_env.errors import MlopsError
+    from mlops_env.providers.docker import host as dockerhost
 
     try:
         ep = dockerhost.resolve(env, home)
@@ -508,7 +508,8 @@ _GH_INSTALL = {"windows": "`winget install --id GitHub.cli`, or https://cli.gith
 
 
 def gh_check(env: Mapping[str, str], *, timeout: float = GH_TIMEOUT) -> Check:
-    from mlops_env import ghcli, osenv
+    from mlops_env import osenv
+    from mlops_env.providers.codespace import ghcli
 
     gh = ghcli.find_gh(env)
     if gh is None:

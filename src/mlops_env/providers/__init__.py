@@ -13,8 +13,8 @@ from mlops_env.errors import UsageError
 
 if TYPE_CHECKING:
     from mlops_env.config import Resolved
-    from mlops_env.keys import KeyPair
     from mlops_env.paths import Paths
+    from mlops_env.ssh.keys import KeyPair
     from mlops_env.state import Endpoint, Record
 
 Progress = Callable[[str], None]
@@ -106,7 +106,7 @@ PROVIDER_KINDS = ("docker", "ssh", "ec2", "codespace")
 
 def get_provider(kind: str, paths: Paths) -> Provider:
     if kind == "docker":
-        from mlops_env.providers.docker import DockerProvider
+        from mlops_env.providers.docker.provider import DockerProvider
 
         return DockerProvider(paths)
     if kind == "ssh":
@@ -114,11 +114,11 @@ def get_provider(kind: str, paths: Paths) -> Provider:
 
         return SshProvider(paths)
     if kind == "ec2":
-        from mlops_env.providers.ec2 import Ec2Provider
+        from mlops_env.providers.ec2.provider import Ec2Provider
 
         return Ec2Provider(paths)
     if kind == "codespace":
-        from mlops_env.providers.codespace import CodespaceProvider
+        from mlops_env.providers.codespace.provider import CodespaceProvider
 
         return CodespaceProvider(paths)
     raise UsageError(f"unknown provider {kind!r}", hint="use docker, ssh, ec2 or codespace")

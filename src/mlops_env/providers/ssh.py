@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_env.errors import UsageError
 from mlops_env.providers import Progress, Provider, Provisioned
-from mlops_env.sshconfig import host_key_alias_for
+from mlops_env.ssh.config import host_key_alias_for
 from mlops_env.state import Endpoint
 
 if TYPE_CHECKING:
     from mlops_env.config import Resolved
-    from mlops_env.keys import KeyPair
+    from mlops_env.ssh.keys import KeyPair
     from mlops_env.state import Record
 
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$", re.IGNORECASE)

@@ -95,7 +95,7 @@ def find_token(env: Mapping[str, str] | None = None, *, gh: str | None = None) -
             register_secret(value)
             return Token(value, name)
     if not gh:
-        from mlops_env.ghcli import find_gh
+        from mlops_env.providers.codespace.ghcli import find_gh
 
         gh = find_gh(env)
     if gh:

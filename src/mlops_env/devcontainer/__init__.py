@@ -17,7 +17,7 @@ is derived from it here:
 Validation is strict: :func:`parse_jsonc` accepts JSON plus what JSONC adds (``//`` and
 ``/* */`` comments, trailing commas) and nothing else, with file, line and column in every
 error; :func:`schema_problems` checks against the official dev container schema kept in
-``mlops_env/schemas/`` (source and license in the README there). ``jsonschema`` is imported
+``mlops_env/devcontainer/schemas/`` (source and license in the README there). ``jsonschema`` is imported
 only here, inside functions: ``mlops-env --help`` does not load it.
 """
 
@@ -463,7 +463,7 @@ def _reference_problems(doc: Jsonc, base_dir: Path) -> list[Problem]:
 
 def definition_dir() -> Path:
     """The shipped definition: inside the wheel, or ``devcontainer/`` at the repo top."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent
     packaged = here / "devcontainer_files"
     if packaged.is_dir():
         return packaged
@@ -730,7 +730,7 @@ def validate_file(path: Path, *, display: str | None = None) -> dict[str, Any]:
 
 
 def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent.parent
+    return Path(__file__).resolve().parent.parent.parent.parent
 
 
 def sync(check: bool = False) -> int:

@@ -20,9 +20,9 @@ from contextlib import contextmanager
 
 from mlops_env.errors import HostKeyError
 from mlops_env.fsutil import atomic_write, file_lock
-from mlops_env.keys import fingerprint_of_blob, split_public_key
 from mlops_env.paths import Paths, ensure_private_dir
-from mlops_env.sshconfig import validate_alias
+from mlops_env.ssh.config import validate_alias
+from mlops_env.ssh.keys import fingerprint_of_blob, split_public_key
 
 HEADER = (
     "# Host keys pinned by mlops-env (OpenSSH known_hosts format), one per workstation,\n"
@@ -205,7 +205,7 @@ def _locked(paths: Paths) -> Iterator[None]:
 
 def set_pins(paths: Paths, alias: str, public_key_lines: list[str]) -> bool:
     """Pin exactly ``public_key_lines`` for ``alias``, in this order, in one atomic write;
-    True when the file changed. For a host key rotation (``providers/ec2.py``): while the box
+    True when the file changed. For a host key rotation (``providers/ec2/provider.py``): while the box
     switches keys both are pinned (OpenSSH accepts either), the one the box serves first
     (``pipeline.connect`` asks paramiko for the first); afterwards only the new one."""
     validate_alias(alias)

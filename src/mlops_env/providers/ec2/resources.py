@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlops_env import __version__
-from mlops_env.aws import (
+from mlops_env.errors import MlopsError, NotFoundError, UsageError
+from mlops_env.providers.ec2 import (
     TAG_HOST_KEY,
     TAG_KEY_FP,
     TAG_NAME,
@@ -25,8 +26,7 @@ from mlops_env.aws import (
     TOOL_VALUE,
     resource_name,
 )
-from mlops_env.aws.session import CAPACITY_CODES, Aws, aws_code, chunks, poll
-from mlops_env.errors import MlopsError, NotFoundError, UsageError
+from mlops_env.providers.ec2.session import CAPACITY_CODES, Aws, aws_code, chunks, poll
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ GitHub's authenticated tunnel.
         IdentityFile /home/me/.ssh/codespaces.auto
 
 mlops-env takes the login user and gh's executable from it and writes its own block (see
-``providers/codespace.py``): the same ProxyCommand with mlops-env's key after ``-i`` (gh hands
+``providers/codespace/provider.py``): the same ProxyCommand with mlops-env's key after ``-i`` (gh hands
 that key's ``.pub`` to the codespace's SSH server, which then accepts it), and pinned host keys
 instead of gh's ``StrictHostKeyChecking no``.
 """

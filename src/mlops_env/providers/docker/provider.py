@@ -35,13 +35,13 @@ from typing import TYPE_CHECKING, Any
 from mlops_env import __version__
 from mlops_env.errors import MlopsError, NotFoundError, PrereqError, UnsupportedError, UsageError
 from mlops_env.providers import Progress, Provider, Provisioned
-from mlops_env.sshconfig import host_key_alias_for
+from mlops_env.ssh.config import host_key_alias_for
 from mlops_env.state import Endpoint
 from mlops_env.steps import template
 
 if TYPE_CHECKING:
     from mlops_env.config import Resolved
-    from mlops_env.keys import KeyPair
+    from mlops_env.ssh.keys import KeyPair
     from mlops_env.state import Record
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class DockerProvider(Provider):
         if self._client is None:
             from docker.errors import DockerException
 
-            from mlops_env.dockerhost import docker_client
+            from mlops_env.providers.docker.host import docker_client
 
             try:
                 c = docker_client(timeout=120)  # DOCKER_HOST, the docker context, the platform's default

@@ -1,7 +1,7 @@
 """``up codespace``: a workstation in a GitHub Codespace, made from a repository's dev container.
 
-The provider makes the codespace exist and answer (GitHub REST API, ``mlops_env.github``) and
-says how to reach it over SSH (the GitHub CLI's tunnel, ``mlops_env.ghcli``); what runs inside is
+The provider makes the codespace exist and answer (GitHub REST API, ``mlops_env.providers.codespace.github``) and
+says how to reach it over SSH (the GitHub CLI's tunnel, ``mlops_env.providers.codespace.ghcli``); what runs inside is
 ``mlops_env.codespace_up``'s business (doctor and the smoke test: the dev container installed the
 software).
 
@@ -32,13 +32,13 @@ from urllib.parse import quote
 
 from mlops_env.errors import HostKeyError, MlopsError, NotFoundError, PrereqError, UsageError
 from mlops_env.providers import Progress, Provider, Provisioned
-from mlops_env.sshconfig import alias_for, host_key_alias_for
+from mlops_env.ssh.config import alias_for, host_key_alias_for
 from mlops_env.state import Endpoint, Record
 
 if TYPE_CHECKING:
     from mlops_env.config import Resolved
-    from mlops_env.github import GitHub, GitHubError
-    from mlops_env.keys import KeyPair
+    from mlops_env.providers.codespace.github import GitHub, GitHubError
+    from mlops_env.ssh.keys import KeyPair
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class CodespaceProvider(Provider):
 
     # -- GitHub ----------------------------------------------------------------------------------
     def _client(self, progress: Progress | None = None) -> GitHub:
-        from mlops_env.github import GitHub, find_token
+        from mlops_env.providers.codespace.github import GitHub, find_token
 
         return GitHub(find_token(), on_wait=progress or self.warn)
 
@@ -194,7 +194,7 @@ class CodespaceProvider(Provider):
         return given or saved
 
     def _repo_info(self, gh: GitHub, repo: str) -> dict[str, Any]:
-        from mlops_env.github import GitHubError
+        from mlops_env.providers.codespace.github import GitHubError
 
         try:
             data = gh.get(f"/repos/{repo}")
@@ -211,7 +211,7 @@ class CodespaceProvider(Provider):
 
     @staticmethod
     def _get(gh: GitHub, name: str) -> dict[str, Any] | None:
-        from mlops_env.github import GitHubError
+        from mlops_env.providers.codespace.github import GitHubError
 
         try:
             return dict(gh.get(f"/user/codespaces/{quote(name, safe='')}") or {})
@@ -263,7 +263,7 @@ class CodespaceProvider(Provider):
     # -- what a new codespace needs ---------------------------------------------------------------
     def _devcontainer(self, gh: GitHub, repo: str, ref: str) -> dict[str, Any]:
         """Where the repository's dev container is (contents API); whether it has an SSH server."""
-        from mlops_env.github import GitHubError
+        from mlops_env.providers.codespace.github import GitHubError
 
         for path in DEVCONTAINER_PATHS:
             try:
@@ -351,7 +351,7 @@ class CodespaceProvider(Provider):
 
     def _create(self, gh: GitHub, record: Record, options: Resolved, info: dict[str, Any], branch: str | None,
                 progress: Progress) -> dict[str, Any]:
-        from mlops_env.github import GitHubError
+        from mlops_env.providers.codespace.github import GitHubError
         from mlops_env.state import Store
 
         pd = record.provider_data
@@ -442,7 +442,7 @@ class CodespaceProvider(Provider):
                 log.info("codespace %s: %s -> %s after %.0fs", name, st, cs.get("state"), time.monotonic() - t0)
 
     def _start(self, gh: GitHub, name: str) -> dict[str, Any] | None:
-        from mlops_env.github import GitHubError
+        from mlops_env.providers.codespace.github import GitHubError
 
         try:
             resp = gh.request("POST", f"/user/codespaces/{quote(name, safe='')}/start", ok=(200, 202, 304))
@@ -476,9 +476,10 @@ class CodespaceProvider(Provider):
              probe: bool = True) -> None:
         """SSH through gh's tunnel: the login user from `gh codespace ssh --config`, the host
         key read through the tunnel (see the module docstring for why that is a trusted channel)."""
-        from mlops_env import ghcli, knownhosts
-        from mlops_env.keys import fingerprint_of, split_public_key
-        from mlops_env.transport.ssh import probe_host_key
+        from mlops_env.providers.codespace import ghcli
+        from mlops_env.ssh import knownhosts
+        from mlops_env.ssh.keys import fingerprint_of, split_public_key
+        from mlops_env.ssh.transport import probe_host_key
 
         name = str(up.codespace.get("name"))
         gh = ghcli.find_gh()
@@ -519,7 +520,7 @@ class CodespaceProvider(Provider):
     def ensure(self, record: Record, options: Resolved, key: KeyPair, progress: Progress) -> Provisioned:
         up = self.provision(record, options, key, progress)
         if up.endpoint is None:
-            from mlops_env.ghcli import INSTALL_HINT
+            from mlops_env.providers.codespace.ghcli import INSTALL_HINT
 
             raise PrereqError("a codespace is reached over SSH through the GitHub CLI (gh), which is not installed",
                               hint=INSTALL_HINT, code="gh-missing")
@@ -528,8 +529,8 @@ class CodespaceProvider(Provider):
 
     def plan(self, record: Record | None, options: Resolved) -> list[str]:
         """Read-only: GETs only, nothing created, started or saved."""
-        from mlops_env import ghcli
-        from mlops_env.github import GitHubError
+        from mlops_env.providers.codespace import ghcli
+        from mlops_env.providers.codespace.github import GitHubError
 
         assert record is not None
         gh = self._client()
@@ -675,7 +676,7 @@ class CodespaceProvider(Provider):
         return what
 
     def destroy(self, record: Record, progress: Progress) -> list[str]:
-        from mlops_env.github import GitHubError
+        from mlops_env.providers.codespace.github import GitHubError
 
         gh = self._client(progress)
         cs = self._current(gh, record)
@@ -733,7 +734,7 @@ class CodespaceProvider(Provider):
 
 
 def host_key_changed(paths: Any, workstation: str, codespace: str, presented: str | None = None) -> HostKeyError:
-    from mlops_env import knownhosts
+    from mlops_env.ssh import knownhosts
 
     alias = host_key_alias_for(workstation)
     return HostKeyError(

@@ -26,17 +26,17 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from mlops_env.aws import TAG_HOST_KEY, TAG_NAME, TAG_TOOL, TOOL_VALUE, resource_name
 from mlops_env.errors import MlopsError, NotFoundError, UsageError
 from mlops_env.providers import Progress, Provider, Provisioned
-from mlops_env.sshconfig import alias_for, host_key_alias_for
+from mlops_env.providers.ec2 import TAG_HOST_KEY, TAG_NAME, TAG_TOOL, TOOL_VALUE, resource_name
+from mlops_env.ssh.config import alias_for, host_key_alias_for
 from mlops_env.state import Endpoint, Record
 
 if TYPE_CHECKING:
-    from mlops_env.aws.ec2 import Ec2
-    from mlops_env.aws.session import Aws
     from mlops_env.config import Resolved
-    from mlops_env.keys import KeyPair
+    from mlops_env.providers.ec2.resources import Ec2
+    from mlops_env.providers.ec2.session import Aws
+    from mlops_env.ssh.keys import KeyPair
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class Ec2Provider(Provider):
 
     # -- sessions ------------------------------------------------------------------------------
     def _aws(self, record: Record | None, options: Resolved | None = None) -> Aws:
-        from mlops_env.aws.session import Aws
+        from mlops_env.providers.ec2.session import Aws
 
         pd = record.provider_data if record else {}
         opt_region = options.get("region") if options else None
@@ -68,7 +68,7 @@ class Ec2Provider(Provider):
 
     # -- find ----------------------------------------------------------------------------------
     def _find(self, ec2: Ec2, record: Record, *, wait_in_flight: bool = False) -> dict[str, Any] | None:
-        from mlops_env.aws.ec2 import USABLE_STATES
+        from mlops_env.providers.ec2.resources import USABLE_STATES
 
         found = ec2.instances(USABLE_STATES)
         if not found and wait_in_flight and self._launch_in_flight(record):
@@ -95,9 +95,9 @@ class Ec2Provider(Provider):
 
     # -- plan (dry run: read-only calls only) ----------------------------------------------------
     def plan(self, record: Record | None, options: Resolved) -> list[str]:
-        from mlops_env.aws import netinfo, pricing
-        from mlops_env.aws.ec2 import Ec2, state_of
-        from mlops_env.keys import check_keypair
+        from mlops_env.providers.ec2 import netinfo, pricing
+        from mlops_env.providers.ec2.resources import Ec2, state_of
+        from mlops_env.ssh.keys import check_keypair
 
         assert record is not None
         aws = self._aws(record, options)
@@ -156,7 +156,7 @@ class Ec2Provider(Provider):
 
     @staticmethod
     def _dry_run_check(aws: Aws, image_id: str, itype: str, subnet_id: str) -> str:
-        from mlops_env.aws.session import aws_code
+        from mlops_env.providers.ec2.session import aws_code
 
         try:
             aws.call("ec2", "run_instances", ImageId=image_id, InstanceType=itype, MinCount=1, MaxCount=1,
@@ -169,8 +169,8 @@ class Ec2Provider(Provider):
 
     # -- ensure ----------------------------------------------------------------------------------
     def ensure(self, record: Record, options: Resolved, key: KeyPair, progress: Progress) -> Provisioned:
-        from mlops_env.aws import netinfo
-        from mlops_env.aws.ec2 import Ec2, state_of
+        from mlops_env.providers.ec2 import netinfo
+        from mlops_env.providers.ec2.resources import Ec2, state_of
         from mlops_env.state import Store
 
         aws = self._aws(record, options)
@@ -204,7 +204,7 @@ class Ec2Provider(Provider):
     def _cidr(self, options: Resolved, record: Record, *, lookup_ok: bool) -> tuple[str, bool]:
         """(cidr, automatic?): ``--allow-cidr``, else the caller's public IP /32. On a box that
         already exists a failed lookup keeps the rule it has (with a warning)."""
-        from mlops_env.aws import netinfo
+        from mlops_env.providers.ec2 import netinfo
 
         given = options.get("allow_cidr")
         if given:
@@ -220,9 +220,9 @@ class Ec2Provider(Provider):
 
     def _create(self, ec2: Ec2, record: Record, options: Resolved, key: KeyPair, cidr: str, auto: bool,
                 progress: Progress) -> tuple[dict[str, Any], str]:
-        from mlops_env.aws import cloudinit, pricing
-        from mlops_env.aws.ec2 import NoCapacity
-        from mlops_env.keys import generate_host_keypair
+        from mlops_env.providers.ec2 import cloudinit, pricing
+        from mlops_env.providers.ec2.resources import NoCapacity
+        from mlops_env.ssh.keys import generate_host_keypair
         from mlops_env.state import Store
 
         pd = record.provider_data
@@ -301,7 +301,7 @@ class Ec2Provider(Provider):
 
     def _resume(self, ec2: Ec2, record: Record, inst: dict[str, Any], cidr: str, auto: bool,
                 progress: Progress, options: Resolved) -> tuple[dict[str, Any], str]:
-        from mlops_env.aws.ec2 import state_of
+        from mlops_env.providers.ec2.resources import state_of
         from mlops_env.state import Store
 
         pd = record.provider_data
@@ -342,7 +342,7 @@ class Ec2Provider(Provider):
                       "applies only to a new instance")
 
     def _start_instance(self, ec2: Ec2, iid: str) -> None:
-        from mlops_env.aws.session import CAPACITY_CODES, aws_code
+        from mlops_env.providers.ec2.session import CAPACITY_CODES, aws_code
 
         try:
             ec2.aws.call("ec2", "start_instances", InstanceIds=[iid])
@@ -371,10 +371,10 @@ class Ec2Provider(Provider):
         state dir) do the tag, then the user data, fill the key in: both come through the
         authenticated AWS API. ``own_launch``: this run created (or adopted its own in-flight
         launch of) the instance, so the record's new key replaces an older pin of the name."""
-        from mlops_env.aws import cloudinit
-        from mlops_env.aws import ec2 as ec2mod
         from mlops_env.errors import HostKeyError
-        from mlops_env.keys import fingerprint_of, split_public_key
+        from mlops_env.providers.ec2 import cloudinit
+        from mlops_env.providers.ec2 import resources as ec2mod
+        from mlops_env.ssh.keys import fingerprint_of, split_public_key
 
         pd = record.provider_data
         tag_raw = ec2mod.tags_of(inst).get(TAG_HOST_KEY)
@@ -418,7 +418,7 @@ class Ec2Provider(Provider):
 
     def _trusted_keys(self, record: Record, *, own_launch: bool) -> list[str]:
         """The host keys this machine pinned for the workstation, normalised ("type base64")."""
-        from mlops_env import knownhosts
+        from mlops_env.ssh import knownhosts
 
         pd = record.provider_data
         keys = [pd.get("host_key")]
@@ -454,10 +454,10 @@ class Ec2Provider(Provider):
         return transport
 
     def _rotate(self, record: Record, transport: Any, progress: Progress) -> Any:
-        from mlops_env import knownhosts
+        from mlops_env.ssh import knownhosts
+        from mlops_env.ssh.transport import SSHTransport
         from mlops_env.state import Store
         from mlops_env.steps import template
-        from mlops_env.transport.ssh import SSHTransport
 
         pd = record.provider_data
         alias = host_key_alias_for(record.name)
@@ -526,7 +526,7 @@ class Ec2Provider(Provider):
         pd.pop("host_key_rotation", None)
         pd["host_key_origin"] = "box"
         store.save(record)
-        from mlops_env.keys import fingerprint_of
+        from mlops_env.ssh.keys import fingerprint_of
 
         progress(f"SSH host key {fingerprint_of(new)} made on the box is pinned; the user-data key is retired")
         _test_kill("done")
@@ -534,7 +534,7 @@ class Ec2Provider(Provider):
 
     def _abort(self, record: Record, box: Any, old: str, why: str) -> None:
         """Back to the old key on the box, then trust only it here; raises (the caller warns)."""
-        from mlops_env import knownhosts
+        from mlops_env.ssh import knownhosts
         from mlops_env.state import Store
 
         res = box("abort")
@@ -552,7 +552,7 @@ class Ec2Provider(Provider):
     def _retag(self, record: Record) -> None:
         """The instance's ``mlops-env:host-key`` tag follows the pinned key (another machine
         that has no pin fills it in from there)."""
-        from mlops_env.aws.ec2 import Ec2
+        from mlops_env.providers.ec2.resources import Ec2
 
         pd = record.provider_data
         try:
@@ -572,8 +572,8 @@ class Ec2Provider(Provider):
         box serving either: look which one it presents (an unauthenticated handshake; only
         keys pinned already are accepted later) and pin that one first, so the pipeline's
         connection asks for it."""
-        from mlops_env import knownhosts
-        from mlops_env.transport.ssh import probe_host_key
+        from mlops_env.ssh import knownhosts
+        from mlops_env.ssh.transport import probe_host_key
 
         rot = record.provider_data.get("host_key_rotation") or {}
         if rot.get("phase") != "switching":
@@ -598,7 +598,7 @@ class Ec2Provider(Provider):
         pd.pop("launch", None)
 
     def _endpoint(self, record: Record, inst: dict[str, Any], identity: str) -> Endpoint:
-        from mlops_env.aws import netinfo
+        from mlops_env.providers.ec2 import netinfo
 
         host, port = netinfo.mapped_address(str(inst["PublicIpAddress"]), 22)
         return Endpoint(host=host, port=port, user=LOGIN_USER, identity_file=identity,
@@ -606,7 +606,7 @@ class Ec2Provider(Provider):
 
     # -- status, list ----------------------------------------------------------------------------
     def state(self, record: Record) -> dict[str, Any]:
-        from mlops_env.aws.ec2 import Ec2
+        from mlops_env.providers.ec2.resources import Ec2
 
         try:
             aws = self._aws(record)
@@ -622,8 +622,8 @@ class Ec2Provider(Provider):
 
     def _host_key_status(self, record: Record, info: dict[str, Any]) -> None:
         """Which host key is pinned, and whether the key from user data is retired."""
-        from mlops_env import knownhosts
-        from mlops_env.keys import fingerprint_of
+        from mlops_env.ssh import knownhosts
+        from mlops_env.ssh.keys import fingerprint_of
 
         pd = record.provider_data
         if not pd.get("host_key"):
@@ -644,8 +644,8 @@ class Ec2Provider(Provider):
         info.setdefault("lines", []).append(f"host key  {text}")
 
     def discover(self, records: list[Record], hints: dict[str, Any]) -> list[dict[str, Any]]:
-        from mlops_env.aws.ec2 import LIVE_STATES, state_of, tags_of
-        from mlops_env.aws.session import Aws
+        from mlops_env.providers.ec2.resources import LIVE_STATES, state_of, tags_of
+        from mlops_env.providers.ec2.session import Aws
 
         # Where to look: --region (with --profile), and the region/profile of every EC2 record.
         where: dict[str, str | None] = {}
@@ -672,8 +672,8 @@ class Ec2Provider(Provider):
         return rows
 
     def adopt(self, name: str, hints: dict[str, Any]) -> Record | None:
-        from mlops_env.aws.ec2 import Ec2
-        from mlops_env.aws.session import Aws
+        from mlops_env.providers.ec2.resources import Ec2
+        from mlops_env.providers.ec2.session import Aws
 
         if not hints.get("region"):
             return None
@@ -685,7 +685,7 @@ class Ec2Provider(Provider):
 
     # -- lifecycle -------------------------------------------------------------------------------
     def stop(self, record: Record, progress: Progress) -> str:
-        from mlops_env.aws.ec2 import Ec2, state_of
+        from mlops_env.providers.ec2.resources import Ec2, state_of
 
         ec2 = Ec2(self._aws(record), record.name)
         inst = self._require(ec2, record)
@@ -702,7 +702,7 @@ class Ec2Provider(Provider):
         return f"stopped {inst['InstanceId']}{keep}"
 
     def start(self, record: Record, progress: Progress) -> str:
-        from mlops_env.aws.ec2 import Ec2, state_of
+        from mlops_env.providers.ec2.resources import Ec2, state_of
 
         ec2 = Ec2(self._aws(record), record.name)
         inst = self._require(ec2, record)
@@ -729,8 +729,8 @@ class Ec2Provider(Provider):
         return f"{result}, public IP {inst['PublicIpAddress']}"
 
     def endpoint(self, record: Record) -> Endpoint | None:
-        from mlops_env.aws.ec2 import Ec2, state_of
-        from mlops_env.keys import key_paths
+        from mlops_env.providers.ec2.resources import Ec2, state_of
+        from mlops_env.ssh.keys import key_paths
 
         inst = self._find(Ec2(self._aws(record), record.name), record)
         if inst is None or state_of(inst) != "running" or not inst.get("PublicIpAddress"):
@@ -758,7 +758,7 @@ class Ec2Provider(Provider):
         return what
 
     def destroy(self, record: Record, progress: Progress) -> list[str]:
-        from mlops_env.aws.ec2 import Ec2
+        from mlops_env.providers.ec2.resources import Ec2
 
         if not record.provider_data.get("region"):
             # The region is saved before the first AWS call that creates anything.
@@ -798,7 +798,7 @@ def _script_error(res: Any) -> str:
 
 
 def _norm_key(line: str) -> str:
-    from mlops_env.keys import split_public_key
+    from mlops_env.ssh.keys import split_public_key
 
     return " ".join(split_public_key(line))
 
@@ -817,7 +817,7 @@ def _valid(name: str) -> bool:
 def _live(record: Record, inst: dict[str, Any], region: str) -> dict[str, Any]:
     import datetime as dt
 
-    from mlops_env.aws.ec2 import state_of
+    from mlops_env.providers.ec2.resources import state_of
 
     st = state_of(inst)
     info: dict[str, Any] = {"state": st, "region": region, "instance_id": inst["InstanceId"],

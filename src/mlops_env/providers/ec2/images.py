@@ -16,9 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from mlops_env import __version__
-from mlops_env.aws import TAG_TOOL, TAG_VERSION, TOOL_VALUE
-from mlops_env.aws.session import Aws, aws_code, poll
 from mlops_env.errors import MlopsError, NotFoundError, UsageError
+from mlops_env.providers.ec2 import TAG_TOOL, TAG_VERSION, TOOL_VALUE
+from mlops_env.providers.ec2.session import Aws, aws_code, poll
 
 log = logging.getLogger(__name__)
 

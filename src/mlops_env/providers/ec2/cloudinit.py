@@ -21,7 +21,7 @@ import base64
 import binascii
 from typing import Any
 
-from mlops_env.keys import HostKeyPair, split_public_key
+from mlops_env.ssh.keys import HostKeyPair, split_public_key
 
 
 def user_data(host_key: HostKeyPair) -> str:

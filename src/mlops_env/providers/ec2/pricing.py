@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from mlops_env.errors import MlopsError
 
 if TYPE_CHECKING:
-    from mlops_env.aws.session import Aws
+    from mlops_env.providers.ec2.session import Aws
 
 log = logging.getLogger(__name__)
 
