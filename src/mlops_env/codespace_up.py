@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from mlops_env import engine
+from mlops_env.checks import Facts
 from mlops_env.config import Resolved
 from mlops_env.errors import StepFailed, UsageError
 from mlops_env.paths import Paths
@@ -30,7 +31,7 @@ from mlops_env.pipeline import Events, SshConfigStep, UpRequest, run_local_step
 from mlops_env.ssh import config as sshconfig
 from mlops_env.ssh import knownhosts
 from mlops_env.state import Record, Store, validate_name
-from mlops_env.steps import Facts, StepContext
+from mlops_env.steps import StepContext
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlops_env.durations import format_duration, parse_duration, parse_hours
 from mlops_env.errors import ConfigError, UsageError
-from mlops_env.steps.idlestop import option_idle_stop, option_max_hours
+
+
+def option_idle_stop(v: Any) -> str:
+    """Converter for the ``idle_stop`` ``up`` option: validated, kept as text (``60m``, ``off``)."""
+    return format_duration(parse_duration(v))
+
+
+def option_max_hours(v: Any) -> float:
+    """Converter for the ``max_hours`` ``up`` option: hours (0 = no cap)."""
+    return parse_hours(v) / 3600
 
 
 def _bool(v: Any) -> bool:

@@ -18,8 +18,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlops_env.checks import CheckResult, Facts
 from mlops_env.errors import ExitCode, MlopsError, StepFailed
-from mlops_env.steps import CheckResult, Facts, Step, StepContext, template
+from mlops_env.steps import Step, StepContext, template
 from mlops_env.transport import RunResult, Transport
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlops_env import engine
+from mlops_env.checks import CheckResult, Facts
 from mlops_env.config import Resolved, applies
 from mlops_env.errors import HostKeyError, PrereqError, UsageError
 from mlops_env.fsutil import atomic_write
@@ -28,7 +29,7 @@ from mlops_env.providers import get_provider
 from mlops_env.ssh import config as sshconfig
 from mlops_env.ssh import knownhosts
 from mlops_env.state import Endpoint, Record, Store, validate_name
-from mlops_env.steps import CheckResult, Facts, Step, StepContext
+from mlops_env.steps import Step, StepContext
 from mlops_env.steps.builtin import workstation_steps
 
 log = logging.getLogger(__name__)

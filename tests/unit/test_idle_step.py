@@ -284,7 +284,9 @@ def test_parse_hours_and_format() -> None:
         with pytest.raises(ValueError):
             ist.parse_hours(bad)
     assert [ist.format_duration(s) for s in (0, 45, 60, 3600, 5400, 7200)] == ["off", "45s", "1m", "60m", "90m", "2h"]
-    assert ist.option_idle_stop("1h") == "60m" and ist.option_max_hours("1.5") == 1.5
+    from mlops_env import config
+
+    assert config.option_idle_stop("1h") == "60m" and config.option_max_hours("1.5") == 1.5
     assert ist.human_duration(45) == "45 s" and ist.human_duration(600) == "10 min"
     assert ist.human_duration(3 * 3600 + 300) == "3 h 5 min"
 

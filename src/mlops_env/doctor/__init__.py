@@ -24,15 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_env.doctor.parse import CATEGORIES, FAIL, OK, SKIP, STATUSES, WARN, Check
+from mlops_env.checks import CATEGORIES, FAIL, OK, SKIP, STATUSES, WARN, Check
 
 if TYPE_CHECKING:
+    from mlops_env.checks import CheckResult, Facts
     from mlops_env.config import Resolved
     from mlops_env.engine import StepReport
     from mlops_env.paths import Paths
     from mlops_env.pipeline import Events
     from mlops_env.state import Endpoint, Record
-    from mlops_env.steps import CheckResult, Facts, Step, StepContext
+    from mlops_env.steps import Step, StepContext
     from mlops_env.transport import RunResult, Transport
 
 __all__ = ["CATEGORIES", "FAIL", "OK", "SKIP", "STATUSES", "WARN", "Check", "Declined", "Report", "Target",
@@ -362,8 +363,8 @@ def interpret_box(results: Mapping[str, RunResult], ctx: StepContext, steps: Seq
     """The box's answers (one ``RunResult`` per batched call id) -> checks, and each step's own
     check result. Pure apart from the installer table: tests feed it captured answers."""
     from mlops_env import installers
+    from mlops_env.checks import Facts
     from mlops_env.doctor import parse
-    from mlops_env.steps import Facts
 
     batch_s = batch_seconds
     ctx.facts = Facts.parse(results["facts"].stdout)
@@ -408,8 +409,9 @@ def interpret_box(results: Mapping[str, RunResult], ctx: StepContext, steps: Seq
 
 # -- this machine's side -----------------------------------------------------------------------
 def _record_ctx(record: Record, paths: Paths, options: Resolved) -> StepContext:
+    from mlops_env.checks import Facts
     from mlops_env.config import Resolved as R
-    from mlops_env.steps import Facts, StepContext
+    from mlops_env.steps import StepContext
 
     values = dict(options.values)
     values.update({k: v for k, v in (record.options or {}).items() if k in values})
@@ -487,8 +489,9 @@ def diagnose(target: Target, options: Resolved, categories: Sequence[str], paths
              keep_transport: bool = False, timeout: int = BOX_TIMEOUT) -> Report:
     """Every check of ``categories``: the box's in one batched round-trip over one connection
     (a new login), this machine's in threads meanwhile."""
+    from mlops_env.checks import Facts
     from mlops_env.pipeline import SshConfigStep
-    from mlops_env.steps import Facts, StepContext
+    from mlops_env.steps import StepContext
 
     t0 = time.monotonic()
     cats = tuple(c for c in CATEGORIES if c in categories)

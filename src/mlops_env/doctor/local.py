@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_env.doctor.parse import FAIL, OK, SKIP, WARN, Check
+from mlops_env.checks import FAIL, OK, SKIP, WARN, Check
 
 if TYPE_CHECKING:
     from mlops_env.paths import Paths

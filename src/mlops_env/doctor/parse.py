@@ -21,12 +21,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from mlops_env.steps import CheckResult, Facts
+from mlops_env.checks import CATEGORIES, FAIL, OK, SKIP, STATUSES, WARN, Check
 
-OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
-STATUSES = (OK, WARN, FAIL, SKIP)
-CATEGORIES = ("system", "python", "docker", "network", "tools", "local")
+if TYPE_CHECKING:
+    from mlops_env.checks import CheckResult, Facts
+
+__all__ = ["CATEGORIES", "FAIL", "OK", "SKIP", "STATUSES", "WARN", "Check"]
 
 # The course's needs (issue 5): below these, a warning.
 MIN_CPUS = 4
@@ -41,26 +41,6 @@ CLOCK_FAIL_S = 300.0  # AWS refuses signed requests more than 5 minutes off
 PORTS = {8888: "Jupyter", 5000: "MLflow"}
 # Programs that may hold the course's ports: the user's own Jupyter/MLflow, or ssh forwarding.
 _PORT_OWNERS_OK = ("ssh", "jupyter", "python", "mlflow", "gunicorn", "waitress")
-
-
-@dataclass(frozen=True)
-class Check:
-    """One doctor check. ``step`` names the ``up`` step whose ``apply`` repairs it."""
-
-    id: str
-    status: str
-    message: str
-    hint: str | None = None
-    seconds: float = 0.0
-    step: str | None = None
-
-    @property
-    def category(self) -> str:
-        return self.id.split(".", 1)[0]
-
-    def as_dict(self) -> dict[str, object]:
-        return {"id": self.id, "category": self.category, "status": self.status,
-                "message": self.message, "hint": self.hint, "seconds": round(self.seconds, 3)}
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,11 @@ from __future__ import annotations
 import functools
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mlops_env.checks import CheckResult, Facts
 from mlops_env.errors import (
     IntegrityError,
     MlopsError,
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+__all__ = ["CheckResult", "Facts", "ScriptCall", "Step", "StepContext", "raise_for_script", "template"]
+
 #: how many of a failed step's last output lines the user sees (terminal and --json)
 TAIL_LINES = 20
 
@@ -49,66 +52,6 @@ TAIL_LINES = 20
 def template(name: str) -> str:
     """Text of a shipped template (``templates/<name>``)."""
     return (templates_dir() / name).read_text(encoding="utf-8")
-
-
-@dataclass(frozen=True)
-class Facts:
-    """What ``templates/facts.sh`` reports about a box."""
-
-    values: Mapping[str, str]
-
-    @classmethod
-    def parse(cls, text: str) -> Facts:
-        vals: dict[str, str] = {}
-        for line in text.splitlines():
-            if "=" in line:
-                k, v = line.split("=", 1)
-                vals[k.strip()] = v.strip()
-        return cls(vals)
-
-    def get(self, key: str, default: str = "") -> str:
-        return self.values.get(key, default)
-
-    @property
-    def arch(self) -> str:
-        return self.get("arch")
-
-    @property
-    def home(self) -> str:
-        return self.get("home")
-
-    @property
-    def is_root(self) -> bool:
-        return self.get("uid") == "0"
-
-    @property
-    def sudo(self) -> str:
-        """``root``, ``ok``, ``password`` (sudo asks for one) or ``missing``."""
-        return self.get("sudo")
-
-    def has(self, tool: str) -> bool:
-        """Whether a command (from facts.sh's ``tools`` list) exists on the box."""
-        return tool in self.get("tools").split()
-
-    @property
-    def os_label(self) -> str:
-        return self.get("os_pretty") or f"{self.get('os_id')} {self.get('os_version')}".strip()
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """The result of a check. ``status``: ok | warn | fail | skip."""
-
-    status: str
-    message: str
-    hint: str | None = None
-    exit_code: int = 0
-    output: str = ""
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.status in ("ok", "warn")
 
 
 def parse_script_output(res: RunResult) -> tuple[str, str | None, str | None]:
