@@ -1,10 +1,15 @@
-"""``up``: the one pipeline every provider plugs into.
+"""``up``: the one pipeline every provider plugs into (docker, ssh, ec2, codespace).
 
     provider.ensure()  -> the box exists and we know how to reach it
     host key           -> pinned (trusted channel, or the user's confirmation)
     one SSH connection -> facts + every check in one round-trip
-    steps              -> apply what is missing, independent steps side by side
-    SSH config         -> `ssh <alias>` and VS Code Remote-SSH work
+    the box            -> a provider that ``installs`` (docker, ssh, ec2): the bootstrap steps,
+                          what is missing applied, independent steps side by side;
+                          a ready box (``installs = False``: a codespace, whose dev container
+                          installed everything): doctor's box checks and the smoke test only,
+                          a problem reported with its fix, not repaired
+    SSH config         -> `ssh <alias>` and VS Code Remote-SSH work (a ready box: right after
+                          the host key, so the alias works even if a check fails)
 
 State is saved after each phase, so a run killed anywhere is finished by the next ``up``.
 This module never prints: progress goes to the ``Events`` callbacks the CLI provides.
@@ -15,41 +20,39 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlops_env import engine
-from mlops_env.checks import CheckResult, Facts
+from mlops_env.checks import Facts
 from mlops_env.config import Resolved, applies
-from mlops_env.errors import HostKeyError, PrereqError, UsageError
+from mlops_env.errors import HostKeyError, StepFailed, UsageError
+from mlops_env.events import Events
 from mlops_env.fsutil import atomic_write
 from mlops_env.paths import Paths, ensure_private_dir
-from mlops_env.providers import get_provider
+from mlops_env.providers import Provisioned, get_provider
 from mlops_env.ssh import config as sshconfig
 from mlops_env.ssh import knownhosts
-from mlops_env.state import Endpoint, Record, Store, validate_name
+from mlops_env.ssh.connect import connect, establish_trust
+from mlops_env.state import Record, Store, validate_name
 from mlops_env.steps import Step, StepContext
 from mlops_env.steps.builtin import workstation_steps
+from mlops_env.steps.preflight import accepted, preflight, terms, terms_question, terms_refused
+from mlops_env.steps.sshconfig import SshConfigStep, ssh_entry
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Declined", "Events", "UpRequest", "code_command", "connect", "refresh_ssh_config", "steps_for", "up"]
+
+#: what a ready box gets instead of the bootstrap steps (``Provider.installs`` False)
+READY_BOX_STEPS = (("ssh-config", "SSH config"), ("doctor", "doctor"), ("smoke", "smoke test"))
+#: the conda distributions a ready box may have: the folder in $HOME -> --python-dist
+DISTS = {"anaconda3": "anaconda", "miniconda3": "miniconda", "miniforge3": "miniforge"}
 
 
 class Declined(Exception):  # noqa: N818 - not an error: the user's answer
     """The user answered "no" to a question asked before anything was changed. The CLI turns
     it into exit 0 and "nothing changed" (not an error, and not 130, which means Ctrl-C)."""
-
-
-@dataclass
-class Events:
-    """Callbacks the CLI renders. ``confirm(question) -> bool`` may raise when it cannot ask."""
-
-    progress: Callable[[str], None] = lambda msg: None
-    step: Callable[..., None] = lambda *a, **k: None
-    confirm_host_key: Callable[[str], bool] = lambda question: False
-    confirm_terms: Callable[[str], bool] = lambda question: False
-    warn: Callable[[str], None] = lambda msg: None
-    confirm: Callable[[str], bool] = lambda question: False  # a provider's question; honours --yes
 
 
 @dataclass
@@ -62,54 +65,6 @@ class UpRequest:
     dry_run: bool = False
     jobs: int = 4
     provision_only: bool = False  # make the box exist and write the SSH config; no SSH connection
-
-
-class SshConfigStep(Step):
-    """Local step: our Host block in the tool's ssh config, and the Include line on top of
-    ``~/.ssh/config``."""
-
-    id = "ssh-config"
-    title = "SSH config"
-    local = True
-
-    def entry(self, ctx: StepContext) -> sshconfig.HostEntry:
-        return ssh_entry(ctx.paths, ctx.record, ctx.endpoint, bool(ctx.options["forward"]))
-
-    def check_local(self, ctx: StepContext) -> CheckResult:
-        block = sshconfig.check_upsert_host(ctx.paths, self.entry(ctx))
-        include = sshconfig.check_include(ctx.paths)
-        if not block and include == "unchanged":
-            return CheckResult("ok", f"`ssh {ctx.record.alias}` configured")
-        todo = []
-        if block:
-            todo.append(f"write Host {ctx.record.alias} in {ctx.paths.ssh_config}")
-        if include != "unchanged":
-            todo.append(f"{include} the Include line in ~/.ssh/config")
-        return CheckResult("fail", "; ".join(todo))
-
-    def apply(self, ctx: StepContext) -> None:
-        sshconfig.upsert_host(ctx.paths, self.entry(ctx))
-        sshconfig.ensure_include(ctx.paths)
-
-    def describe_apply(self, ctx: StepContext) -> str:
-        return self.check_local(ctx).message
-
-
-def _abs(path: str) -> Any:
-    from pathlib import Path
-
-    return Path(path).expanduser().absolute()
-
-
-def ssh_entry(paths: Paths, record: Record, ep: Endpoint, forward: bool) -> sshconfig.HostEntry:
-    return sshconfig.HostEntry(
-        alias=record.alias, hostname=ep.host, port=ep.port, user=ep.user,
-        identity_file=_abs(ep.identity_file), known_hosts_file=paths.known_hosts,
-        host_key_alias=ep.host_key_alias,
-        forwards=sshconfig.DEFAULT_FORWARDS if forward else (),
-        # OpenSSH expands %-tokens in ProxyCommand: a literal % is written %%.
-        extra_options=(("ProxyCommand", ep.proxy_command.replace("%", "%%")),) if ep.proxy_command else (),
-    )
 
 
 def refresh_ssh_config(paths: Paths, record: Record) -> bool:
@@ -130,64 +85,18 @@ def steps_for(options: Resolved, provider: str = "") -> list[Step]:
             *idlestop.steps_for(provider, options), SshConfigStep()]
 
 
-def connect(paths: Paths, ep: Endpoint, timeout: float) -> Any:
-    """One SSH connection with the pinned host key (from the tool's known_hosts)."""
-    from mlops_env.ssh.transport import SSHTransport
-
-    pinned = knownhosts.lookup(paths, ep.host_key_alias)
-    if not pinned:
-        raise HostKeyError(f"no pinned host key for {ep.host_key_alias}",
-                           hint="run `mlops-env up` for this workstation again to pin it")
-    return SSHTransport(ep.host, ep.port, ep.user, ep.identity_file, pinned[0],
-                        timeout=timeout, label=ep.host_key_alias, proxy_command=ep.proxy_command)
-
-
-def establish_trust(paths: Paths, ep: Endpoint, fingerprint_opt: str | None, events: Events,
-                    timeout: float) -> str:
-    """First contact with a box we did not make: its host key must be confirmed (or match
-    ``--host-key-fingerprint``) before anything is sent. Never trust-on-first-use."""
-    from mlops_env.ssh.transport import fingerprint, probe_host_key
-
-    ktype, kb64 = probe_host_key(ep.host, ep.port, timeout=timeout)
-    fp = fingerprint(ktype, kb64)
-    where = f"{ep.host}:{ep.port}"
-    if fingerprint_opt:
-        want = fingerprint_opt.strip()
-        if not want.startswith("SHA256:"):
-            want = "SHA256:" + want
-        if want.rstrip("=") != fp:
-            raise HostKeyError(
-                f"{where} presents host key {fp}, not the fingerprint you passed ({want})",
-                hint="this may be an attack, or a typo: on the box, `ssh-keygen -lf "
-                "/etc/ssh/ssh_host_ed25519_key.pub` prints the right one",
-                code="host-key-mismatch",
-            )
-    else:
-        question = (f"First contact with {where}: it presents the {ktype} host key\n  {fp}\n"
-                    "Is this the box's key? (compare with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on it)")
-        if not events.confirm_host_key(question):
-            raise HostKeyError(
-                f"the host key of {where} ({fp}) was not confirmed",
-                hint="check it on the box (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), then "
-                f"re-run with --host-key-fingerprint {fp}",
-                code="host-key-unconfirmed",
-            )
-    line = f"{ktype} {kb64}"
-    knownhosts.pin(paths, ep.host_key_alias, line)
-    return line
-
-
 def up(req: UpRequest, paths: Paths, events: Events) -> dict[str, Any]:
     validate_name(req.name)
     store = Store(paths)
+    provider = get_provider(req.provider, paths)
     if req.dry_run:  # read-only: no lock file, no state dir, nothing written
         record = store.find(req.name)
         if record is None:
             fresh = Record(name=req.name, provider=req.provider, alias=sshconfig.alias_for(req.name))
             fresh.provider_data.update(req.provider_data)
-            return _dry_run(req, fresh, None, get_provider(req.provider, paths), paths)
+            return _dry_run(req, fresh, None, provider, paths)
         _check_provider(record, req)
-        return _dry_run(req, record, record, get_provider(req.provider, paths), paths)
+        return _dry_run(req, record, record, provider, paths)
     with store.lock(req.name):
         record = store.find(req.name)
         if record is not None:
@@ -195,7 +104,7 @@ def up(req: UpRequest, paths: Paths, events: Events) -> dict[str, Any]:
         else:
             record = Record(name=req.name, provider=req.provider, alias=sshconfig.alias_for(req.name))
         record.provider_data.update(req.provider_data)
-        return _up(req, record, get_provider(req.provider, paths), paths, store, events)
+        return _up(req, record, provider, paths, store, events)
 
 
 def _check_provider(record: Record, req: UpRequest) -> None:
@@ -213,8 +122,9 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
 
     t_total = time.monotonic()
     # Every question comes before the first change: a "no" leaves nothing behind.
-    opts = req.options if req.provision_only else _terms_up_front(record, req.options, events)
-    _remember_options(record, opts)
+    asks = provider.installs and not req.provision_only
+    opts = _terms_up_front(record, req.options, events) if asks else req.options
+    provider.remember_options(record, opts)
     # Refuse before making anything when ~/.ssh/config cannot be updated (unreadable,
     # not UTF-8...): the last step would fail after minutes of work otherwise.
     sshconfig.check_include(paths)
@@ -233,70 +143,220 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
 
     # 1. the box exists
     t0 = time.monotonic()
-    events.step("start", "provision", title=f"{req.provider} box", message="")
+    events.step("start", "provision", title=provider.box_title, message="")
     provider.confirm, provider.warn, provider.created = events.confirm, events.warn, created
-    prov = provider.ensure(record, opts, key, events.progress)
+    provider.will_connect = not req.provision_only
+    try:
+        prov = provider.ensure(record, opts, key, events.progress)
+    except BaseException:
+        if not known and not provider.made_something(record):
+            store.delete(record.name)
+        raise
+    for n in prov.notices:
+        events.warn(n)
     record.endpoint = prov.endpoint
     record.provider_data.update(prov.provider_data)
     if record.phase == "new":
         record.phase = "provisioned"
     if known or store.exists(record.name) or prov.action != "unchanged":
         store.save(record)
-    reports = [engine.StepReport("provision", f"{req.provider} box",
+    reports = [engine.StepReport("provision", provider.box_title,
                                  engine.CHANGED if prov.action != "unchanged" else engine.UNCHANGED,
                                  time.monotonic() - t0, prov.detail)]
     events.step("done", "provision", report=reports[0])
+    extra = dict(prov.summary)  # what the provider adds to the result (a codespace: its links, cost...)
+    ep = prov.endpoint
+    if ep is None:  # not reachable over SSH from here (a codespace without gh): the links are the way in
+        return _unreachable(record, reports, prov, store, events, t_total, extra)
 
     # 2. the host key is pinned
-    ep = prov.endpoint
     pinned = knownhosts.lookup(paths, ep.host_key_alias)
     if prov.host_key is not None:
-        # Learned through a trusted channel (Docker API). A new box gets a new pin; an existing
-        # box keeps its pin, and a mismatch is refused by the transport below.
-        if prov.action == "created" or not pinned:
+        # Learned through a trusted channel (Docker API, cloud-init user data we wrote, gh's
+        # authenticated tunnel). A new box gets a new pin; an existing box keeps its pin, and a
+        # mismatch is refused by the transport below.
+        if prov.action == "created" or prov.replace_pin or not pinned:
             knownhosts.pin(paths, ep.host_key_alias, prov.host_key, replace=True)
     elif not pinned:
         establish_trust(paths, ep, req.host_key_fingerprint, events, opts["ssh_timeout"])
     store.save(record)  # the pin exists now: `down` removes it
-    if req.provision_only:
-        return _provision_only(req, record, reports, paths, store, events, t_total)
 
-    # 3. one connection, facts + all checks in one round-trip
-    events.progress(f"connecting to {ep.user}@{ep.host}:{ep.port}")
-    transport = connect(paths, ep, max(opts["ssh_timeout"], prov.ready_timeout or 0))
+    ctx = StepContext(transport=None, facts=Facts({}), options=opts, record=record,  # type: ignore[arg-type]
+                      paths=paths, endpoint=ep, on_line=lambda sid, line: events.step("line", sid, line=line))
+    if req.provision_only or not provider.installs:
+        # The SSH alias (local, cheap) now: `ssh mlops-NAME` works even if a later check fails.
+        reports.append(run_local_step(SshConfigStep(), ctx, events))
+        record.steps = step_records(reports) if not provider.installs else {**record.steps, **step_records(reports)}
+        store.save(record)
+        if req.provision_only:
+            data = _data(record, reports, ctx, t_total, extra)
+            data["provision_only"] = True
+            return data
+
+    # 3. one connection
+    events.progress(f"connecting to {ep.user}@{ep.host}{provider.connect_via or f':{ep.port}'}")
+    try:
+        transport = connect(paths, ep, max(opts["ssh_timeout"], prov.ready_timeout or 0))
+    except HostKeyError as e:
+        refused = provider.host_key_refused(record, e)
+        if refused is e:
+            raise
+        raise refused from e
     if hasattr(provider, "after_connect"):  # EC2: retire the host key that came in user data
         transport = provider.after_connect(record, transport, events.progress)
     try:
-        steps = steps_for(opts, req.provider)
-        ctx = StepContext(transport=transport, facts=Facts({}), options=opts, record=record,
-                          paths=paths, endpoint=ep,
-                          on_line=lambda sid, line: events.step("line", sid, line=line))
-        plan = engine.gather(ctx, steps)
-        _preflight(plan, ctx)
-        ctx.options = opts = _terms(plan, ctx, events)
-        _remember_options(record, opts)
-        record.provider_data["facts"] = {k: plan.facts.get(k) for k in ("os_pretty", "arch", "home", "user")}
-        try:
-            step_reports = engine.apply(ctx, plan, jobs=req.jobs, on_event=events.step,
-                                        abort=transport.close)
-        except Exception as e:
-            partial = getattr(e, "reports", None)
-            if partial:
-                record.steps = step_records(reports + partial)
-                store.save(record)
-                e.data = _data(record, reports + partial, ctx, paths, t_total)  # type: ignore[attr-defined]
-            raise
+        ctx.transport = transport
+        if provider.installs:  # 4. facts + all checks in one round-trip, then what is missing
+            reports += _install(req, record, provider, ctx, store, events, reports, t_total, extra)
+        else:  # 4. a ready box: doctor's checks in one round-trip, then the smoke test
+            _check_ready(record, provider, ctx, store, events, reports, t_total, extra)
         round_trips = transport.round_trips
         connects = getattr(transport, "connects", 1)
     finally:
         transport.close()
-    reports += step_reports
     warnings = finish(record, reports, ctx, store, events)
-    data = _data(record, reports, ctx, paths, t_total)
+    data = _data(record, reports, ctx, t_total, extra)
     data["warnings"] = warnings
     data["ssh_round_trips"] = round_trips
     data["ssh_connections"] = connects
     return data
+
+
+def _install(req: UpRequest, record: Record, provider: Any, ctx: StepContext, store: Store, events: Events,
+             reports: list[engine.StepReport], t_total: float, extra: dict[str, Any]) -> list[engine.StepReport]:
+    """The bootstrap steps: gathered in one round-trip, refused early (unsupported OS, sudo
+    password, terms), what fails applied."""
+    steps = steps_for(ctx.options, req.provider)
+    plan = engine.gather(ctx, steps)
+    preflight(plan, ctx)
+    ctx.options = terms(plan, ctx, events)
+    provider.remember_options(record, ctx.options)
+    record.provider_data["facts"] = {k: plan.facts.get(k) for k in ("os_pretty", "arch", "home", "user")}
+    try:
+        return engine.apply(ctx, plan, jobs=req.jobs, on_event=events.step, abort=ctx.transport.close)
+    except Exception as e:
+        partial = getattr(e, "reports", None)
+        if partial:
+            record.steps = step_records(reports + partial)
+            store.save(record)
+            e.data = _data(record, reports + partial, ctx, t_total, extra)  # type: ignore[attr-defined]
+        raise
+
+
+def _check_ready(record: Record, provider: Any, ctx: StepContext, store: Store, events: Events,
+                 reports: list[engine.StepReport], t_total: float, extra: dict[str, Any]) -> None:
+    """A ready box: which conda it has, doctor's box checks (one batched round-trip: nothing is
+    installed, a problem is reported with its fix), then the smoke test. Appends to ``reports``."""
+    ctx.options = _found_dist(ctx.options, ctx.transport, events, provider.box_noun)
+    record.options["python_dist"] = ctx.options["python_dist"]
+    doctor_rep, report = _doctor(ctx, provider, events)
+    reports.append(doctor_rep)
+    extra["doctor"] = {"summary": report.counts(), "problems": [c.as_dict() for c in report.problems],
+                       "warnings": [c.as_dict() for c in report.checks if c.status == "warn"]}
+    if doctor_rep.status == engine.FAILED:
+        smoke_rep = engine.StepReport("smoke", "smoke test", engine.SKIPPED, 0.0, "doctor found problems first")
+        events.step("done", "smoke", report=smoke_rep)
+        reports.append(smoke_rep)
+        record.steps = step_records(reports)
+        store.save(record)
+        err = StepFailed(doctor_rep.message, hint=doctor_rep.hint)
+        err.data = _data(record, reports, ctx, t_total, extra)  # type: ignore[attr-defined]
+        raise err
+    ctx.facts = report.facts
+    record.provider_data["facts"] = {k: report.facts.get(k) for k in ("os_pretty", "arch", "home", "user")}
+    try:
+        reports.append(_smoke(ctx, report, events))
+    except Exception as e:
+        partial = engine.StepReport("smoke", "smoke test", engine.FAILED, 0.0, getattr(e, "message", str(e)))
+        record.steps = step_records([*reports, partial])
+        store.save(record)
+        e.data = _data(record, [*reports, partial], ctx, t_total, extra)  # type: ignore[attr-defined]
+        raise
+
+
+def _unreachable(record: Record, reports: list[engine.StepReport], prov: Provisioned, store: Store,
+                 events: Events, t_total: float, extra: dict[str, Any]) -> dict[str, Any]:
+    """The box exists but cannot be reached over SSH from here (``prov.unreachable`` says why):
+    the rest is skipped, the provider's links are the way in."""
+    skipped = [engine.StepReport(s, t, engine.SKIPPED, 0.0, prov.unreachable or "not reachable over SSH")
+               for s, t in READY_BOX_STEPS]
+    for r in skipped:
+        events.step("done", r.id, report=r)
+    reports = [*reports, *skipped]
+    record.steps = step_records(reports)
+    store.save(record)
+    return _data(record, reports, None, t_total, extra, ssh=False)
+
+
+def _found_dist(opts: Resolved, transport: Any, events: Events, noun: str) -> Resolved:
+    """Which conda the ready box has, unless --python-dist (or the config) says."""
+    if opts.sources.get("python_dist") != "default":
+        return opts
+    res = transport.run(["sh", "-c", 'for d in anaconda3 miniconda3 miniforge3; do '
+                         '[ -x "$HOME/$d/bin/conda" ] && echo "$d"; done; true'])
+    found = [DISTS[x] for x in res.stdout.split() if x in DISTS]
+    if not found or found[0] == opts["python_dist"]:
+        return opts
+    events.progress(f"{noun} has {found[0]}")
+    values, sources = dict(opts.values), dict(opts.sources)
+    values["python_dist"], sources["python_dist"] = found[0], f"found in {noun}"
+    return Resolved(values=values, sources=sources)
+
+
+def _doctor(ctx: StepContext, provider: Any, events: Events) -> tuple[engine.StepReport, Any]:
+    """`mlops-env doctor NAME`'s box checks over our connection: one batched round-trip."""
+    from mlops_env import doctor
+
+    t0 = time.monotonic()
+    events.step("start", "doctor", title="doctor", message="")
+    rec, ep, transport = ctx.record, ctx.endpoint, ctx.transport
+    target = doctor.Target("workstation", provider.describe(rec), rec, ep,
+                           f"mlops-env doctor {rec.name} --fix", connect=lambda: transport)
+    report = doctor.diagnose(target, ctx.options, doctor.BOX_CATEGORIES, ctx.paths, keep_transport=True)
+    counts = report.counts()
+    problems = report.problems
+    if problems:
+        listed = "; ".join(f"{c.id}: {c.message}" for c in problems[:4]) + (" ..." if len(problems) > 4 else "")
+        first_hint = next((c.hint for c in problems if c.hint), None)
+        rep = engine.StepReport(
+            "doctor", "doctor", engine.FAILED, time.monotonic() - t0,
+            f"doctor found {len(problems)} problem{'s' if len(problems) != 1 else ''} in {provider.box_noun}: {listed}",
+            hint=(f"{first_hint}; " if first_hint else "") + provider.setup_hint(rec))
+    else:
+        rep = engine.StepReport("doctor", "doctor", engine.UNCHANGED, time.monotonic() - t0,
+                                f"{counts['ok']} checks ok" + (f", {counts['warn']} warnings" if counts["warn"] else "")
+                                + f" ({report.facts.os_label or provider.made_by})")
+    events.step("done", "doctor", report=rep)
+    return rep, report
+
+
+def _smoke(ctx: StepContext, report: Any, events: Events) -> engine.StepReport:
+    """The smoke test on a ready box: skipped when doctor's check says it already passed."""
+    from mlops_env.steps.builtin import CondaStep, SmokeStep
+
+    step = SmokeStep(CondaStep())
+    if ctx.options["smoke_test"] == "off":
+        rep = engine.StepReport("smoke", "smoke test", engine.SKIPPED, 0.0, "--smoke-test off")
+        events.step("done", "smoke", report=rep)
+        return rep
+    t0 = time.monotonic()
+    events.step("start", "smoke", title=step.title, message="")
+    check = report.step_results.get("smoke")
+    if check is not None and check.ok:
+        rep = engine.StepReport("smoke", step.title, engine.UNCHANGED, time.monotonic() - t0, check.message)
+    else:
+        try:
+            step.apply(ctx)
+        except Exception as e:
+            events.step("done", "smoke", report=engine.StepReport("smoke", step.title, engine.FAILED,
+                                                                  time.monotonic() - t0, getattr(e, "message", str(e))))
+            raise
+        d = (ctx.data.get("smoke") or {}).get("data") or {}
+        msg = (f"smoke test passed ({step.key(ctx)}): RMSE train {d['rmse_train']:.3f}, validation {d['rmse_val']:.3f}"
+               if "rmse_train" in d and "rmse_val" in d else f"smoke test passed ({step.key(ctx)})")
+        rep = engine.StepReport("smoke", step.title, engine.CHANGED, time.monotonic() - t0, msg)
+    events.step("done", "smoke", report=rep)
+    return rep
 
 
 def finish(record: Record, reports: list[engine.StepReport], ctx: StepContext, store: Store,
@@ -343,70 +403,6 @@ def run_local_step(step: Step, ctx: StepContext, events: Events) -> engine.StepR
     return rep
 
 
-def _provision_only(req: UpRequest, record: Record, reports: list[engine.StepReport], paths: Paths,
-                    store: Store, events: Events, t_total: float) -> dict[str, Any]:
-    """``--provision-only``: the box exists and its host key is pinned; write the SSH config
-    (the local ssh-config step alone) and stop: no connection, no bootstrap, no smoke test."""
-    assert record.endpoint is not None
-    step = SshConfigStep()
-    ctx = StepContext(transport=None, facts=Facts({}), options=req.options,  # type: ignore[arg-type]
-                      record=record, paths=paths, endpoint=record.endpoint)
-    rep = run_local_step(step, ctx, events)
-    reports = [*reports, rep]
-    record.steps.update(step_records(reports))
-    store.save(record)
-    data = _data(record, reports, ctx, paths, t_total)
-    data["provision_only"] = True
-    return data
-
-
-def _preflight(plan: engine.Plan, ctx: StepContext) -> None:
-    """Refuse before changing anything: unsupported OS, or sudo that asks for a password."""
-    from mlops_env.errors import UnsupportedError
-
-    base = plan.checks.get("base")
-    if base is not None and base.exit_code == 3:
-        raise UnsupportedError(base.message, hint=base.hint, code="unsupported-os")
-    pending_sudo = [s.id for s in plan.pending() if s.sudo]
-    if pending_sudo and plan.facts.sudo not in ("root", "ok"):
-        what = "asks for a password" if plan.facts.sudo == "password" else "is not installed"
-        raise UnsupportedError(
-            f"sudo on {ctx.transport.where} {what}; the steps {', '.join(pending_sudo)} need root",
-            hint=f"allow passwordless sudo for {plan.facts.get('user')} "
-            f"(echo '{plan.facts.get('user')} ALL=(ALL) NOPASSWD:ALL' | sudo tee /etc/sudoers.d/mlops-env), "
-            "or connect as root",
-            code="sudo-password",
-        )
-
-
-def _remember_options(record: Record, opts: Resolved) -> None:
-    """The options this workstation was made with: the defaults of its later runs (with their
-    sources, so a built-in default is not mistaken for a choice)."""
-    record.options = dict(opts.values)
-    record.option_sources = dict(opts.sources)
-
-
-def _terms_question(label: str) -> str:
-    return (f"{label} is distributed under Anaconda's terms of service "
-            "(https://www.anaconda.com/legal/terms).\nAccept them? (No: stop here; "
-            "`--python-dist miniforge` installs conda-forge's Miniforge, which has no such terms)")
-
-
-def _terms_refused(label: str) -> PrereqError:
-    return PrereqError(
-        f"{label} requires accepting Anaconda's terms of service",
-        hint="re-run with --accept-anaconda-tos (https://www.anaconda.com/legal/terms), "
-        "or use --python-dist miniforge (conda-forge, no terms to accept)",
-        code="terms-not-accepted",
-    )
-
-
-def _accepted(opts: Resolved) -> Resolved:
-    values, sources = dict(opts.values), dict(opts.sources)
-    values["accept_anaconda_tos"], sources["accept_anaconda_tos"] = True, "answered on the terminal"
-    return Resolved(values=values, sources=sources)
-
-
 def _terms_up_front(record: Record, opts: Resolved, events: Events) -> Resolved:
     """The terms question for a box whose conda is not known to be installed, asked before the
     box is made or started (the terms depend on the distribution only). A box that had conda
@@ -421,50 +417,37 @@ def _terms_up_front(record: Record, opts: Resolved, events: Events) -> Resolved:
     if not entry.get("terms_of_service"):
         return opts
     label = DIST_LABELS.get(opts["python_dist"], opts["python_dist"])
-    if not events.confirm_terms(_terms_question(label)):
-        raise _terms_refused(label)
-    return _accepted(opts)
+    if not events.confirm_terms(terms_question(label)):
+        raise terms_refused(label)
+    return accepted(opts)
 
 
-def _terms(plan: engine.Plan, ctx: StepContext, events: Events) -> Resolved:
-    """Anaconda's and Miniconda's terms must be accepted explicitly before their installer runs:
-    ``--accept-anaconda-tos``, or a question on a terminal that names Miniforge as the
-    alternative. Refused before anything changes."""
-    from mlops_env.installers import resolve as resolve_installer
-
-    opts = ctx.options
-    if opts["accept_anaconda_tos"] or "conda" not in {s.id for s in plan.pending()}:
-        return opts
-    inst = resolve_installer(opts["python_dist"], plan.facts.arch, url=opts.get("conda_installer"),
-                             sha256=opts.get("conda_sha256"))
-    if not inst.terms_of_service:
-        return opts
-    if not events.confirm_terms(_terms_question(inst.label)):
-        raise _terms_refused(inst.label)
-    return _accepted(opts)
-
-
-def _data(record: Record, reports: list[engine.StepReport], ctx: StepContext, paths: Paths,
-          t_total: float) -> dict[str, Any]:
+def _data(record: Record, reports: list[engine.StepReport], ctx: StepContext | None, t_total: float,
+          extra: dict[str, Any] | None = None, *, ssh: bool = True) -> dict[str, Any]:
+    """``up``'s result. ``extra``: what the provider adds (``Provisioned.summary``) and a ready
+    box's doctor summary; ``ssh`` False: no SSH alias (the box is not reachable from here)."""
     ep = record.endpoint
     data: dict[str, Any] = {
         "name": record.name,
         "provider": record.provider,
-        "alias": record.alias,
+        "alias": record.alias if ssh else None,
         "host": ep.host if ep else None,
         "port": ep.port if ep else None,
         "user": ep.user if ep else None,
         "phase": record.phase,
         "steps": [r.as_dict() for r in reports],
-        "ssh_command": f"ssh {record.alias}",
-        "code_command": code_command(record),
+        "ssh_command": f"ssh {record.alias}" if ssh else None,
+        "code_command": code_command(record) if ssh else None,
         "seconds": round(time.monotonic() - t_total, 3),
+        **(extra or {}),
     }
-    if record.provider_data.get("cost"):
+    if "cost" not in data and record.provider_data.get("cost"):
         data["cost"] = record.provider_data["cost"]
-    smoke = smoke_summary(ctx.data.get("smoke"))
+    smoke = smoke_summary(ctx.data.get("smoke")) if ctx is not None else None
     if smoke:
         data["smoke"] = smoke
+    if not ssh:
+        data["ssh_connections"], data["ssh_round_trips"] = 0, 0
     return data
 
 
@@ -497,6 +480,14 @@ def _dry_run(req: UpRequest, record: Record, existing: Record | None, provider: 
     """What `up` would do, changing nothing: no container, no key, no state, no pin."""
     opts = req.options
     lines = provider.plan(existing if existing else record, opts)
+    if not provider.installs:  # a ready box: the provider says what its steps would do
+        out = [engine.StepReport(sid, sid, engine.SKIPPED, 0.0, f"not checked: {provider.box_noun} is not reached "
+                                 "in a dry run", would_change=would).as_dict()
+               for sid, would in provider.ready_steps_plan(record, opts)]
+        return {"name": req.name, "provider": req.provider, "alias": record.alias, "dry_run": True,
+                "provider_plan": lines, "steps": out,
+                "options": {k: {"value": opts.values[k], "source": opts.sources[k]} for k in provider.up_options
+                            if k in opts.values}}
     steps_out: list[dict[str, Any]] = []
     steps = steps_for(opts, req.provider)
     checked = False

@@ -15,7 +15,7 @@ from fake_github import FakeGitHub
 
 from mlops_env.errors import ConnectError, PrereqError
 from mlops_env.paths import Paths
-from mlops_env.pipeline import ssh_entry
+from mlops_env.steps.sshconfig import ssh_entry
 from mlops_env.providers.codespace import ghcli
 from mlops_env.ssh.config import ensure_include, upsert_host
 from mlops_env.state import Endpoint, Record

@@ -199,7 +199,7 @@ def test_group_added_while_an_old_session_is_open(ws: Box) -> None:
     and in"; doctor's own new connection is fine and names the older connection."""
     from mlops_env import config, doctor
     from mlops_env.paths import Paths
-    from mlops_env.pipeline import connect
+    from mlops_env.ssh.connect import connect
     from mlops_env.steps import Facts, StepContext
 
     ws.sh("gpasswd -d ubuntu docker")

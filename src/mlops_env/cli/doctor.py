@@ -95,8 +95,8 @@ def _run(ui: Any, *, name: str | None, host: str | None, identity: Path | None, 
     from mlops_env import config as cfg
     from mlops_env import doctor
     from mlops_env.errors import UsageError
+    from mlops_env.events import Events
     from mlops_env.paths import get_paths
-    from mlops_env.pipeline import Events
 
     cats = doctor.parse_categories(only, skip)
     if name and host:

@@ -79,7 +79,7 @@ def run_idle_stop(name: str, settings: Any, timeout: float, ui: Any) -> dict[str
     from mlops_env.config import Resolved
     from mlops_env.errors import UnsupportedError, UsageError
     from mlops_env.paths import get_paths
-    from mlops_env.pipeline import connect
+    from mlops_env.ssh.connect import connect
     from mlops_env.state import Store, validate_name
     from mlops_env.steps import Facts, StepContext
     from mlops_env.steps.idlestop import (
@@ -153,7 +153,7 @@ def read_agent(paths: Any, rec: Any, live: dict[str, Any], timeout: float = 8) -
     docker/ssh box whose idle stop was never turned on). A box that cannot be reached gives
     ``{"error": ...}``: `status` must not fail because of it."""
     from mlops_env.errors import MlopsError
-    from mlops_env.pipeline import connect
+    from mlops_env.ssh.connect import connect
     from mlops_env.steps import idlestop, template
 
     if live.get("state") not in ("running", "reachable") or rec.endpoint is None or rec.phase != "ready":

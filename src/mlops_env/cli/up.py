@@ -104,10 +104,9 @@ def _run_up(ctx: typer.Context, provider: str, name: str, flags: dict[str, Any],
             dry_run: bool, yes: bool, jobs: int,
             provider_data: Callable[[], dict[str, Any]] | None = None,
             fingerprint: str | None = None, provision_only: bool = False,
-            runner: Callable[..., dict[str, Any]] | None = None,
             summary: Callable[[Any, dict[str, Any]], None] | None = None) -> None:
-    """``runner(req, paths, events)`` replaces ``pipeline.up`` (a codespace's own bring-up) and
-    ``summary(ui, data)`` its summary; both are imported lazily by the caller."""
+    """``pipeline.up`` for every provider; ``summary(ui, data)`` replaces the default summary
+    (a codespace's)."""
     def body(ui: Any) -> Any:
         from mlops_env import config as cfg
         from mlops_env.cli.progress import StepView
@@ -127,9 +126,8 @@ def _run_up(ctx: typer.Context, provider: str, name: str, flags: dict[str, Any],
                         provider_data=provider_data() if provider_data else {},
                         host_key_fingerprint=fingerprint, dry_run=dry_run, jobs=jobs,
                         provision_only=provision_only)
-        run = runner or up
         if dry_run:
-            data = run(req, paths, Events())
+            data = up(req, paths, Events())
             _print_dry_run(ui, data)
             return data
 
@@ -177,7 +175,7 @@ def _run_up(ctx: typer.Context, provider: str, name: str, flags: dict[str, Any],
         if not ui.json_mode:
             ui.console.print(f"[bold]mlops-env up {provider} {name}[/bold]")
         try:
-            data = run(req, paths, events)
+            data = up(req, paths, events)
         except Declined:
             if live:
                 view.__exit__(None, None, None)
@@ -388,15 +386,47 @@ def up_codespace(
     flags = _common(python_dist=python_dist, smoke_test=smoke_test, forward=forward, ssh_timeout=ssh_timeout)
     flags.update(repo=repo, branch=branch, machine=machine, idle_timeout=idle_timeout, retention=retention)
 
-    def runner(req: Any, paths: Any, events: Any) -> dict[str, Any]:
-        from mlops_env.codespace_up import up as codespace_up
-
-        return codespace_up(req, paths, events)
-
-    def summary(ui: Any, data: dict[str, Any]) -> None:
-        from mlops_env.codespace_up import print_summary
-
-        print_summary(ui, data)
-
     _run_up(ctx, "codespace", name, flags, config, dry_run, yes, 1, provision_only=provision_only,
-            runner=runner, summary=summary)
+            summary=_print_codespace_summary)
+
+
+def _print_codespace_summary(ui: Any, data: dict[str, Any]) -> None:
+    """The human summary of ``up codespace`` (stdout)."""
+    if ui.json_mode:
+        return
+    from rich.markup import escape
+
+    c = ui.out
+    cs = data.get("codespace") or {}
+    changed = sum(1 for s in data["steps"] if s["status"] == "changed")
+    if data.get("ssh_command") is None:
+        verdict = "available (no SSH alias: the GitHub CLI is not installed)"
+    elif data.get("provision_only"):
+        verdict = "available (--provision-only: no doctor, no smoke test)"
+    else:
+        verdict = "ready, nothing to change" if changed == 0 else f"ready ({changed} steps changed)"
+    c.print(f"\n[bold green]{escape(data['name'])}[/bold green] is {verdict} in {data['seconds']:.1f}s")
+    c.print(f"  codespace    {cs.get('name')} ({cs.get('display_name')}), {cs.get('repo')}@{cs.get('ref')}, "
+            f"{cs.get('machine')}", markup=False)
+    if data.get("smoke"):
+        s = data["smoke"]
+        kind = "synthetic sample" if s.get("synthetic") else "course data"
+        c.print(f"  smoke test   RMSE train {s['rmse_train']:.3f}, validation {s['rmse_val']:.3f} "
+                f"min ({kind}, {s['train_rows']:,} rows)", markup=False)
+    if data.get("ssh_command"):
+        c.print(f"  connect      {data['ssh_command']}", markup=False)
+        c.print(f"  VS Code      {data['code_command']}", markup=False)
+    links = data.get("links") or {}
+    if links.get("browser"):
+        c.print(f"  browser      {links['browser']}", markup=False)
+    if links.get("vscode"):
+        c.print(f"  VS Code URL  {links['vscode']} (GitHub Codespaces extension)", markup=False)
+    if data.get("ssh_command"):
+        c.print("  Jupyter      http://localhost:8888 (forwarded while `ssh` is connected)")
+    cost = data.get("cost") or {}
+    if cost.get("summary"):
+        c.print(f"  cost         {cost['summary']}", markup=False)
+    c.print(f"  lifetime     {data.get('lifetime')}", markup=False)
+    c.print(f"  storage      {data.get('storage')}", markup=False)
+    if ui.log_file:
+        c.print(f"  log          {ui.log_file}", markup=False)

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from mlops_env.checks import CheckResult, Facts
     from mlops_env.config import Resolved
     from mlops_env.engine import StepReport
+    from mlops_env.events import Events
     from mlops_env.paths import Paths
-    from mlops_env.pipeline import Events
     from mlops_env.state import Endpoint, Record
     from mlops_env.steps import Step, StepContext
     from mlops_env.transport import RunResult, Transport
@@ -152,7 +152,7 @@ def local_target(role: str = "workstation", why: str = "") -> Target:
 def workstation_target(paths: Paths, name: str, timeout: float) -> Target:
     """A workstation mlops-env knows: its pinned host key, its login."""
     from mlops_env.errors import ConnectError, NotFoundError
-    from mlops_env.pipeline import connect
+    from mlops_env.ssh.connect import connect
     from mlops_env.state import Store, validate_name
 
     validate_name(name)
@@ -183,8 +183,8 @@ def host_target(paths: Paths, spec: str, identity: str | None, fingerprint: str 
     remember it (``up ssh NAME --host ...`` does)."""
     from mlops_env.errors import UsageError
     from mlops_env.paths import Paths as PathsT
-    from mlops_env.pipeline import connect, establish_trust
     from mlops_env.providers.ssh import parse_target
+    from mlops_env.ssh.connect import connect, establish_trust
     from mlops_env.ssh.keys import check_keypair
     from mlops_env.state import Endpoint, Record, Store
 
@@ -290,8 +290,8 @@ class Report:
 
 # -- the box -----------------------------------------------------------------------------------
 def _steps(target: Target, options: Resolved, cats: Sequence[str]) -> list[Step]:
-    from mlops_env.pipeline import SshConfigStep
     from mlops_env.steps.builtin import workstation_steps
+    from mlops_env.steps.sshconfig import SshConfigStep
 
     smoke = options["smoke_test"] if target.mode == "workstation" else "off"
     keep = set()
@@ -426,8 +426,8 @@ def local_checks(target: Target, paths: Paths, options: Resolved, *, env: dict[s
     import os
 
     from mlops_env.doctor import local
-    from mlops_env.pipeline import SshConfigStep
     from mlops_env.state import Store
+    from mlops_env.steps.sshconfig import SshConfigStep
 
     env = dict(os.environ) if env is None else env
     home = home or Path.home()
@@ -490,8 +490,8 @@ def diagnose(target: Target, options: Resolved, categories: Sequence[str], paths
     """Every check of ``categories``: the box's in one batched round-trip over one connection
     (a new login), this machine's in threads meanwhile."""
     from mlops_env.checks import Facts
-    from mlops_env.pipeline import SshConfigStep
     from mlops_env.steps import StepContext
+    from mlops_env.steps.sshconfig import SshConfigStep
 
     t0 = time.monotonic()
     cats = tuple(c for c in CATEGORIES if c in categories)
@@ -581,8 +581,8 @@ def repair(report: Report, paths: Paths, events: Events, *, confirm: Callable[[s
     password, and asks for Anaconda's terms like ``up``. Raises the first step error with
     ``err.reports``."""
     from mlops_env import engine
-    from mlops_env.pipeline import _preflight, _terms
     from mlops_env.steps import StepContext
+    from mlops_env.steps.preflight import preflight, terms
 
     if not report.fixable_steps():
         return []
@@ -595,9 +595,9 @@ def repair(report: Report, paths: Paths, events: Events, *, confirm: Callable[[s
                       paths=paths, endpoint=report.target.endpoint,
                       on_line=lambda sid, line: events.step("line", sid, line=line))
     plan = engine.Plan(report.facts, dict(report.step_results), steps)
-    _preflight(plan, ctx)
+    preflight(plan, ctx)
     confirm(_question(report, ctx, steps))
-    ctx.options = _terms(plan, ctx, events)
+    ctx.options = terms(plan, ctx, events)
     return engine.apply(ctx, plan, jobs=jobs, on_event=events.step, abort=transport.close)
 
 
@@ -618,9 +618,10 @@ def _repair_local(report: Report, paths: Paths, events: Events, steps: Sequence[
     """This machine: the box steps through a local transport; the ssh-config step once per
     known workstation (its Host block and the Include line)."""
     from mlops_env import engine
-    from mlops_env.pipeline import SshConfigStep, _preflight, _terms
     from mlops_env.state import Store
     from mlops_env.steps import StepContext
+    from mlops_env.steps.preflight import preflight, terms
+    from mlops_env.steps.sshconfig import SshConfigStep
     from mlops_env.transport.local import LocalTransport
 
     box_steps = [s for s in steps if not s.local]
@@ -630,14 +631,14 @@ def _repair_local(report: Report, paths: Paths, events: Events, steps: Sequence[
                       on_line=lambda sid, line: events.step("line", sid, line=line))
     plan = engine.Plan(report.facts, dict(report.step_results), box_steps)
     if box_steps:
-        _preflight(plan, ctx)
+        preflight(plan, ctx)
     cfg_fix = "ssh-config" in report.fixable_steps()
     shown = list(box_steps) + ([SshConfigStep()] if cfg_fix else [])
     confirm(_question(report, ctx, shown) if box_steps else
             "doctor --fix will write mlops-env's Host blocks and the Include line in ~/.ssh/config.\nGo ahead?")
     out: list[StepReport] = []
     if box_steps:
-        ctx.options = _terms(plan, ctx, events)
+        ctx.options = terms(plan, ctx, events)
         out += engine.apply(ctx, plan, jobs=jobs, on_event=events.step)
     if cfg_fix:
         for rec in Store(paths).all():

@@ -19,9 +19,9 @@ from mlops_env.state import Store, validate_name
 def run_on_workstation(*, name: str, args: list[str], ui: Any, serve: Any = None) -> dict[str, Any]:
     """Train on the box; with ``serve`` (a ``smoke.serve.ServeOptions``) also serve the model
     there as a web service and check it (issue 15); its result is the report's ``serve``."""
-    from mlops_env.pipeline import connect
     from mlops_env.smoke.local import as_mlops_error
     from mlops_env.smoke.ridetrain import SmokeError
+    from mlops_env.ssh.connect import connect
     from mlops_env.steps import template
     from mlops_env.steps.builtin import CondaStep, last_json, upload_program
 

@@ -1,9 +1,11 @@
 """``up codespace``: a workstation in a GitHub Codespace, made from a repository's dev container.
 
 The provider makes the codespace exist and answer (GitHub REST API, ``mlops_env.providers.codespace.github``) and
-says how to reach it over SSH (the GitHub CLI's tunnel, ``mlops_env.providers.codespace.ghcli``); what runs inside is
-``mlops_env.codespace_up``'s business (doctor and the smoke test: the dev container installed the
-software).
+says how to reach it over SSH (the GitHub CLI's tunnel, ``mlops_env.providers.codespace.ghcli``). A
+codespace is a ready box (``installs = False``): the dev container installed the software, so
+the shared pipeline (``pipeline.up``) writes the SSH alias, runs doctor's box checks and the
+smoke test in it, and installs nothing. Without the GitHub CLI the codespace is made and its
+browser / VS Code URLs are the way in (no SSH alias, no doctor, no smoke test from here).
 
 Idempotent by name: the codespace mlops-env made for workstation NAME carries the display name
 ``mlops-env-NAME`` in its repository. The record remembers its GitHub name from the moment the
@@ -47,6 +49,9 @@ CREATE_TIMEOUT = 900.0  # a codespace without a prebuild builds its dev containe
 STATE_TIMEOUT = 300.0  # stop, start
 POLL_MAX = 5.0
 ADOPT_WINDOW = 120.0  # a create this recent may not be listed yet
+# What `up codespace` uses of the shared options (the rest install software: not here).
+OPTIONS = ("repo", "branch", "machine", "idle_timeout", "retention", "python_dist", "smoke_test", "forward",
+           "ssh_timeout")
 COURSE_CPUS, COURSE_MEMORY = 4, 15 * 2**30  # the course's 4 cores / 16 GB (GitHub reports 16 GiB, give or take)
 
 # GitHub's list prices for Codespaces (docs.github.com/billing: "About billing for GitHub
@@ -518,14 +523,82 @@ class CodespaceProvider(Provider):
 
     # -- the Provider contract -------------------------------------------------------------------
     def ensure(self, record: Record, options: Resolved, key: KeyPair, progress: Progress) -> Provisioned:
-        up = self.provision(record, options, key, progress)
-        if up.endpoint is None:
-            from mlops_env.providers.codespace.ghcli import INSTALL_HINT
+        # With a key already pinned for this codespace, the pipeline's connection checks it (one
+        # trip through gh's tunnel); --provision-only makes no connection, so it is read here.
+        up = self.provision(record, options, key, progress, probe=not self.will_connect)
+        self.created({})  # a codespace exists now: the record stays
+        cs = up.codespace
+        summary: dict[str, Any] = {
+            "codespace": {"name": cs.get("name"), "display_name": cs.get("display_name"),
+                          "repo": (cs.get("repository") or {}).get("full_name"),
+                          "ref": (cs.get("git_status") or {}).get("ref"), "state": cs.get("state"),
+                          "machine": (cs.get("machine") or {}).get("name"), "action": up.action,
+                          "idle_timeout_minutes": cs.get("idle_timeout_minutes"),
+                          "retention_period_minutes": cs.get("retention_period_minutes"),
+                          "retention_expires_at": cs.get("retention_expires_at")},
+            "links": self.links(record), "notices": list(up.notices),
+            "lifetime": describe_retention(cs), "storage": STORAGE_NOTE.replace("NAME", record.name),
+        }
+        cost = cost_of(cs.get("machine"))
+        summary["cost"] = {**cost, "summary": describe_cost(cost)}
+        return Provisioned(endpoint=up.endpoint, action=up.action, host_key=up.host_key,
+                           provider_data=dict(record.provider_data), detail=up.detail, ready_timeout=30.0,
+                           replace_pin=up.replace_pin, notices=list(up.notices), summary=summary,
+                           unreachable=None if up.endpoint else "the GitHub CLI (gh) is not installed")
 
-            raise PrereqError("a codespace is reached over SSH through the GitHub CLI (gh), which is not installed",
-                              hint=INSTALL_HINT, code="gh-missing")
-        return Provisioned(endpoint=up.endpoint, action="created" if up.action in ("created", "adopted") else up.action,
-                           host_key=up.host_key, provider_data=dict(record.provider_data), detail=up.detail)
+    # -- hooks of the pipeline: a ready box ------------------------------------------------------
+    installs = False
+    up_options = OPTIONS
+    connect_via = " through gh"
+    box_noun = "the codespace"
+    made_by = "the dev container"
+
+    @property
+    def box_title(self) -> str:
+        return "codespace"
+
+    def remember_options(self, record: Record, options: Resolved) -> None:
+        # Only what a codespace uses; what the record already says wins over "not given".
+        saved = dict(record.options)
+        record.options = {k: v for k, v in options.values.items() if k in OPTIONS}
+        for k in ("repo", "branch"):
+            if record.options.get(k) is None and saved.get(k) is not None:
+                record.options[k] = saved[k]
+
+    def made_something(self, record: Record) -> bool:
+        # A first run refused before a codespace exists or is being created (bad repository,
+        # no token, GitHub said no) leaves no record behind.
+        pd = record.provider_data
+        return bool(pd.get("codespace") or pd.get("creating"))
+
+    def host_key_refused(self, record: Record, error: Exception) -> Exception:
+        if getattr(error, "code", None) == "host-key-changed" and record.endpoint is not None:
+            return host_key_changed(self.paths, record.name, record.endpoint.host)
+        return error
+
+    def describe(self, record: Record) -> str:
+        return f"codespace {record.provider_data.get('codespace')} ({record.name})"
+
+    def setup_hint(self, record: Record) -> str:
+        return ("the dev container sets these up (onCreate/postCreate): if it is still running, wait and check "
+                f"again with `mlops-env doctor {record.name}` (its log: `gh codespace logs -c "
+                f"{record.provider_data.get('codespace')}`); otherwise fix the repository's dev container "
+                "(`mlops-env devcontainer init`) and rebuild the codespace")
+
+    def ready_steps_plan(self, record: Record, options: Resolved) -> list[tuple[str, str]]:
+        from mlops_env.providers.codespace import ghcli
+
+        has_gh = ghcli.find_gh() is not None
+        no_gh = "nothing: the GitHub CLI (gh) is not installed"
+        return [
+            ("ssh-config", "write Host " + record.alias + " (ProxyCommand through gh, pinned host key) and the "
+             "Include line in ~/.ssh/config" if has_gh else no_gh),
+            ("doctor", "run mlops-env doctor's checks in the codespace (system, python, docker, network, tools)"
+             if has_gh else no_gh),
+            ("smoke", (f"train the ride-duration model in the codespace ({options['smoke_test']} data), unless it "
+                       "passed already" if options["smoke_test"] != "off" else "nothing: --smoke-test off")
+             if has_gh else no_gh),
+        ]
 
     def plan(self, record: Record | None, options: Resolved) -> list[str]:
         """Read-only: GETs only, nothing created, started or saved."""
