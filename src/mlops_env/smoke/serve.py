@@ -100,20 +100,20 @@ def tunnel_request(transport: Any, port: int, method: str, path: str, body: byte
                    timeout: float = 10.0) -> tuple[int, bytes]:
     """One HTTP request to 127.0.0.1:PORT on the box through a direct-tcpip channel of the
     run's SSH connection (what ``ssh -L`` does; nothing new is opened on the box)."""
-    import paramiko
+    from mlops_env.transport import ChannelError
 
-    # SSHTransport keeps its paramiko Transport private; a forward needs it (a public
-    # ``open_channel`` on SSHTransport would be cleaner; see the report of issue 15).
-    t = getattr(transport, "_t", None)
-    if t is None or not t.is_active():
+    opener = getattr(transport, "open_channel", None)
+    if opener is None:
         raise StepFailed("the SSH connection to the box is not open: cannot forward to the service")
     try:
-        chan = t.open_channel("direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=timeout)
-    except paramiko.ChannelException as e:
-        raise StepFailed(f"the box's sshd refused to forward to 127.0.0.1:{port} ({e})",
-                         hint="allow TCP forwarding in the box's sshd_config (AllowTcpForwarding yes)",
-                         code="serve-tunnel") from e
-    except (paramiko.SSHException, OSError, EOFError) as e:
+        chan = opener("127.0.0.1", port, timeout=timeout)
+    except ChannelError as e:
+        if e.closed:
+            raise StepFailed("the SSH connection to the box is not open: cannot forward to the service") from e
+        if e.refused:
+            raise StepFailed(f"the box's sshd refused to forward to 127.0.0.1:{port} ({e})",
+                             hint="allow TCP forwarding in the box's sshd_config (AllowTcpForwarding yes)",
+                             code="serve-tunnel") from e
         raise StepFailed(f"could not open a forward to 127.0.0.1:{port} on the box: {e}",
                          code="serve-tunnel") from e
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_env.errors import ConnectError, HostKeyError, MlopsError
-from mlops_env.transport import LineCallback, RunResult, Transport, shell_join
+from mlops_env.transport import ChannelError, LineCallback, RunResult, Transport, shell_join
 
 log = logging.getLogger(__name__)
 # Handshake retries while sshd boots make paramiko log tracebacks; never on the terminal.
@@ -311,6 +311,23 @@ class SSHTransport(Transport):
         if self._t is not None:
             self._t.close()
             self._t = None
+
+    def open_channel(self, host: str, port: int, *, timeout: float = 10.0) -> Any:
+        """A ``direct-tcpip`` channel to HOST:PORT as the box sees it, over this connection (what
+        ``ssh -L`` does; nothing is opened on the box). A socket-like object (``sendall``,
+        ``recv``, ``settimeout``, ``close``). Raises ``ChannelError`` (``refused`` when the
+        box's sshd does not allow the forward, ``closed`` when the connection is not open)."""
+        import paramiko
+
+        t = self._t
+        if t is None or not t.is_active():
+            raise ChannelError(f"the SSH connection to {self.where} is not open", closed=True)
+        try:
+            return t.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
+        except paramiko.ChannelException as e:
+            raise ChannelError(str(e), refused=True) from e
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            raise ChannelError(str(e)) from e
 
     # -- commands ---------------------------------------------------------------------------
     def run(

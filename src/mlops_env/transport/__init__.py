@@ -20,6 +20,16 @@ SCRIPT_WRAPPER = 't=$(mktemp) || exit 97; trap \'rm -f "$t"\' EXIT; cat >"$t"; b
 LineCallback = Callable[[str], None]
 
 
+class ChannelError(Exception):
+    """A forward (``open_channel``) could not be opened: ``refused`` when the box's sshd said no
+    (``AllowTcpForwarding no``), ``closed`` when the connection is not open."""
+
+    def __init__(self, message: str, *, refused: bool = False, closed: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
+        self.closed = closed
+
+
 @dataclass(frozen=True)
 class RunResult:
     argv: tuple[str, ...]
