@@ -5,7 +5,8 @@ mlops-env).
 - ``CheckResult``: one step's check (``steps``: "is this step done?"), the ONE definition of
   done that ``up``, ``up --dry-run``, ``doctor`` and ``doctor --fix`` share;
 - ``Check`` and its statuses ``OK``/``WARN``/``FAIL``/``SKIP``: one line of ``doctor``'s
-  report (a step's own check, or a read-only probe), ``step`` naming the step that repairs it.
+  report (a step's own check, or a read-only probe), ``step`` naming the step that repairs it;
+  ``bounded`` runs a local check with a time limit.
 
 Steps, the engine and the doctor all import these from here, so none of them imports another
 to learn a type.
@@ -13,8 +14,11 @@ to learn a type.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 STATUSES = (OK, WARN, FAIL, SKIP)
@@ -99,3 +103,27 @@ class Check:
     def as_dict(self) -> dict[str, object]:
         return {"id": self.id, "category": self.category, "status": self.status,
                 "message": self.message, "hint": self.hint, "seconds": round(self.seconds, 3)}
+
+
+def bounded(fn: Callable[[], list[Check]], timeout: float, ids: Sequence[str], what: str) -> list[Check]:
+    """Run ``fn`` in a daemon thread; past ``timeout``, report it instead of waiting (the
+    thread is abandoned: it cannot keep the process alive)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["v"] = fn()
+        except Exception as e:  # noqa: BLE001 - a check reports, it never crashes doctor
+            box["e"] = e
+
+    t = threading.Thread(target=run, daemon=True, name=f"doctor-{ids[0]}")
+    t0 = time.monotonic()
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        return [Check(i, WARN, f"{what}: no answer within {timeout:g} s", None, time.monotonic() - t0)
+                for i in ids]
+    if "e" in box:
+        e = box["e"]
+        return [Check(ids[0], WARN, f"{what} failed: {type(e).__name__}: {e}", None, time.monotonic() - t0)]
+    return list(box["v"])

@@ -11,6 +11,7 @@ other users can read or write it (doctor warns).
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,3 +135,9 @@ def home_exposure() -> str | None:
     return (f"{ENV_HOME}={root} can be {' and '.join(who) or 'accessed'} by other users (mode "
             f"{mode:04o}); mlops-env keeps its SSH key and workstation records in it (in 0700 "
             f"sub-directories); `chmod 700 {root}` makes it private")
+
+
+@functools.cache
+def template(name: str) -> str:
+    """Text of a shipped template (``templates/<name>``)."""
+    return (templates_dir() / name).read_text(encoding="utf-8")

@@ -15,10 +15,10 @@ from fake_github import FakeGitHub
 
 from mlops_env.errors import ConnectError, PrereqError
 from mlops_env.paths import Paths
-from mlops_env.steps.sshconfig import ssh_entry
 from mlops_env.providers.codespace import ghcli
 from mlops_env.ssh.config import ensure_include, upsert_host
 from mlops_env.state import Endpoint, Record
+from mlops_env.steps.sshconfig import ssh_entry
 
 # gh 2.x's template (cli/cli pkg/cmd/codespace/ssh.go), two codespaces, as `--config` prints them.
 GH_OUTPUT = (

@@ -47,14 +47,14 @@ def test_bad_serve_options_are_usage_errors(home: Path, args: list[str], fragmen
 
 def test_serve_options_reach_the_remote_side(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen = {}
-    fake = types.ModuleType("mlops_env.smoke.remote")
+    fake = types.ModuleType("mlops_env.smoketest")
 
     def run_on_workstation(*, name, args, ui, serve=None):  # type: ignore[no-untyped-def]
         seen["serve"] = serve
         return {"host": "box"}
 
     fake.run_on_workstation = run_on_workstation  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "mlops_env.smoke.remote", fake)
+    monkeypatch.setitem(sys.modules, "mlops_env.smoketest", fake)
     code, _ = invoke("smoke-test", "box1", "--sample", "--serve", "--serve-base-image", "mirror.example/py:3.11",
                      "--serve-port", "9697", "--keep-serving")
     assert code == 0

@@ -109,14 +109,14 @@ def test_cli_remote_hands_off_to_run_on_workstation(home, monkeypatch):
     import types
 
     calls = []
-    fake = types.ModuleType("mlops_env.smoke.remote")
+    fake = types.ModuleType("mlops_env.smoketest")
 
     def run_on_workstation(*, name, args, ui):
         calls.append((name, args))
         return {"rmse_train": 1.5, "host": "box"}
 
     fake.run_on_workstation = run_on_workstation  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "mlops_env.smoke.remote", fake)
+    monkeypatch.setitem(sys.modules, "mlops_env.smoketest", fake)
     code, doc = invoke("--json", "smoke-test", "box1", "--sample", "--features", "PU_DO")
     assert code == 0
     assert calls == [("box1", ["--features", "PU_DO", "--sample"])]

@@ -205,8 +205,8 @@ def _ready_ssh_side(name: str) -> Any:
     """A known workstation whose Host block and Include line are written, as after `up`."""
     from mlops_env.config import resolve
     from mlops_env.doctor import _record_ctx
-    from mlops_env.steps.sshconfig import SshConfigStep
     from mlops_env.ssh import config as sshconfig
+    from mlops_env.steps.sshconfig import SshConfigStep
 
     paths, rec = workstation(name, 2222)
     step = SshConfigStep()

@@ -77,7 +77,7 @@ def smoke_test(
                 raise UsageError(
                     "--report-dir applies to local runs only",
                     hint=f"a workstation's report is brought back to {get_paths().reports_dir / name}")
-            from mlops_env.smoke.remote import run_on_workstation
+            from mlops_env.smoketest import run_on_workstation
 
             extra = {"serve": serve_opts} if serve_opts is not None else {}
             data = run_on_workstation(name=name, args=args, ui=ui, **extra)

@@ -148,7 +148,7 @@ def run_serve(transport: Any, *, python: str, model_hash: str, rides_path: str |
 
     Returns the report's ``serve`` dict; raises ``MlopsError`` (the box keeps nothing running).
     """
-    from mlops_env.steps import template
+    from mlops_env.paths import template
 
     upload_programs(transport)
     args = ("up", "--tag", model_hash, "--port", str(opts.port), "--base-image", opts.base_image,
@@ -223,7 +223,7 @@ def _tunnel_check(transport: Any, port: int, model_hash: str, rides_path: str | 
 
 
 def _down(transport: Any, ui: Any) -> None:
-    from mlops_env.steps import template
+    from mlops_env.paths import template
 
     try:
         res = transport.run_script(template("serve.sh"), ("down",), on_line=lambda line: ui.detail(line))

@@ -17,7 +17,6 @@ and exit codes 0 done, 1 not done / failed, 2 bad usage (a bug), 3 unsupported,
 
 from __future__ import annotations
 
-import functools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from mlops_env.errors import (
     StepFailed,
     UnsupportedError,
 )
-from mlops_env.paths import templates_dir
+from mlops_env.paths import template
 
 if TYPE_CHECKING:
     from mlops_env.config import Resolved
@@ -46,12 +45,6 @@ __all__ = ["CheckResult", "Facts", "ScriptCall", "Step", "StepContext", "raise_f
 
 #: how many of a failed step's last output lines the user sees (terminal and --json)
 TAIL_LINES = 20
-
-
-@functools.cache
-def template(name: str) -> str:
-    """Text of a shipped template (``templates/<name>``)."""
-    return (templates_dir() / name).read_text(encoding="utf-8")
 
 
 def parse_script_output(res: RunResult) -> tuple[str, str | None, str | None]:
