@@ -14,7 +14,7 @@ is derived from it here:
   ``.devcontainer/`` with the same files, the JSON edited in place (comments kept) for the
   chosen distribution, Docker or not, and where post-create installs mlops-env from.
 
-Validation is strict: :func:`parse_jsonc` accepts JSON plus what JSONC adds (``//`` and
+Validation is strict (``jsonc.py``, ``schema.py``; re-exported here): :func:`parse_jsonc` accepts JSON plus what JSONC adds (``//`` and
 ``/* */`` comments, trailing commas) and nothing else, with file, line and column in every
 error; :func:`schema_problems` checks against the official dev container schema kept in
 ``mlops_env/devcontainer/schemas/`` (source and license in the README there). ``jsonschema`` is imported
@@ -27,21 +27,34 @@ import json
 import re
 import shlex
 import sys
-from bisect import bisect_right
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_env.errors import ConfigError, NotFoundError, PrereqError, UsageError
+from mlops_env.devcontainer.jsonc import (
+    DevcontainerError,
+    Jsonc,
+    JsonPath,
+    Problem,
+    dotted,
+    parse_jsonc,
+)
+from mlops_env.devcontainer.schema import (
+    SCHEMA_FILE,
+    SCHEMA_REF,
+    check_text,
+    schema,
+    schema_path,
+    schema_problems,
+)
+from mlops_env.errors import NotFoundError, PrereqError, UsageError
 
-JsonPath = tuple[str | int, ...]
+__all__ = ["SCHEMA_FILE", "SCHEMA_REF", "DevcontainerError", "JsonPath", "Jsonc", "Problem", "check_text", "dotted",
+           "parse_jsonc", "schema", "schema_path", "schema_problems"]
 
 DEFINITION_FILES = ("devcontainer.json", "Dockerfile", "on-create.sh", "post-create.sh")
 TEMPLATE_FILES = ("base.sh", "conda.sh", "installers.yaml")  # from templates/, unchanged
 USER_DIR = ".devcontainer"  # where Codespaces looks (also .devcontainer.json, .devcontainer/*/)
-SCHEMA_FILE = "devContainer.base.schema.json"
-SCHEMA_REF = "devcontainers/spec schemas/devContainer.base.schema.json @ 08c3f97f7138"
 USERNAME = "vscode"  # the Dockerfile's USERNAME build arg and remoteUser
 DISTS = ("anaconda", "miniconda", "miniforge")
 TOS_URL = "https://www.anaconda.com/legal/terms"
@@ -62,400 +75,6 @@ USER_HEADER = """\
 // verified steps of `mlops-env up`) and post-create.sh (mlops-env, `mlops-env doctor`, the smoke
 // test and a summary).
 """
-
-
-# --------------------------------------------------------------------------- problems
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a file, at a line and column (1-based; columns count characters)."""
-
-    file: str
-    line: int
-    col: int
-    message: str
-    kind: str = "syntax"  # syntax | schema | reference | warning
-    path: str = ""  # where in the document, e.g. hostRequirements.memory
-
-    def __str__(self) -> str:
-        where = f" (at {self.path})" if self.path else ""
-        return f"{self.file}:{self.line}:{self.col}: {self.message}{where}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "col": self.col, "kind": self.kind,
-                "path": self.path, "message": self.message}
-
-
-class DevcontainerError(ConfigError):
-    """A devcontainer.json that is not valid JSONC or not valid under the schema (exit 2)."""
-
-    code = "devcontainer-invalid"
-
-    def __init__(self, problems: list[Problem], hint: str | None = None) -> None:
-        first = problems[0]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        super().__init__(f"{first}{more}", hint=hint or "fix the file at that line and column")
-        self.problems = problems
-        self.data = {"problems": [p.as_dict() for p in problems]}
-
-
-# --------------------------------------------------------------------------- JSONC
-
-
-@dataclass
-class Jsonc:
-    """A parsed JSONC document with where each value and key is in the text."""
-
-    text: str
-    file: str
-    value: Any = None
-    values: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)  # (start, end) offsets
-    keys: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)  # a member's key string
-    trailing_commas: list[int] = field(default_factory=list)
-    _lines: list[int] = field(default_factory=list, repr=False)
-
-    def line_col(self, offset: int) -> tuple[int, int]:
-        if not self._lines:
-            self._lines = [0] + [i + 1 for i, ch in enumerate(self.text) if ch == "\n"]
-        line = bisect_right(self._lines, offset)
-        return line, offset - self._lines[line - 1] + 1
-
-    def problem(self, offset: int, message: str, kind: str = "syntax", path: JsonPath = ()) -> Problem:
-        line, col = self.line_col(offset)
-        return Problem(self.file, line, col, message, kind, dotted(path))
-
-    def where(self, path: JsonPath) -> int:
-        """The offset of the value at ``path``, or of its nearest parent that exists."""
-        p = tuple(path)
-        while p not in self.values and p:
-            p = p[:-1]
-        return self.values.get(p, (0, 0))[0]
-
-
-class _Syntax(Exception):
-    def __init__(self, offset: int, message: str) -> None:
-        super().__init__(message)
-        self.offset = offset
-        self.message = message
-
-
-_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
-
-
-def _show(ch: str) -> str:
-    if not ch:
-        return "the end of the file"
-    return repr(ch) if ch.isprintable() else f"character U+{ord(ch):04X}"
-
-
-class _Parser:
-    def __init__(self, doc: Jsonc) -> None:
-        self.doc = doc
-        self.s = doc.text
-        self.i = 0
-
-    def fail(self, message: str, at: int | None = None) -> _Syntax:
-        return _Syntax(self.i if at is None else at, message)
-
-    def peek(self) -> str:
-        return self.s[self.i] if self.i < len(self.s) else ""
-
-    def skip(self) -> None:
-        """Whitespace and comments."""
-        s, n = self.s, len(self.s)
-        while self.i < n:
-            ch = s[self.i]
-            if ch in " \t\r\n":
-                self.i += 1
-            elif s.startswith("//", self.i):
-                end = s.find("\n", self.i)
-                self.i = n if end < 0 else end + 1
-            elif s.startswith("/*", self.i):
-                end = s.find("*/", self.i + 2)
-                if end < 0:
-                    raise self.fail("unterminated /* comment */")
-                self.i = end + 2
-            elif ch == "\ufeff" and self.i == 0:
-                self.i += 1
-            else:
-                return
-
-    def document(self) -> Any:
-        self.skip()
-        if self.i >= len(self.s):
-            raise self.fail("empty file: expected a JSON object ({ ... })")
-        value = self.value(())
-        self.skip()
-        if self.i < len(self.s):
-            raise self.fail(f"unexpected {_show(self.peek())} after the end of the document")
-        return value
-
-    def value(self, path: JsonPath) -> Any:
-        start = self.i
-        ch = self.peek()
-        if ch == "{":
-            v: Any = self.object(path)
-        elif ch == "[":
-            v = self.array(path)
-        elif ch == '"':
-            v = self.string()
-        elif ch == "-" or ch.isdigit():
-            v = self.number()
-        elif ch == "'":
-            raise self.fail("strings must be in double quotes (\"...\"), not single quotes")
-        else:
-            word = re.match(r"[A-Za-z_$][\w$]*", self.s[self.i:])
-            if word and word.group() in ("true", "false", "null"):
-                self.i += len(word.group())
-                v = {"true": True, "false": False, "null": None}[word.group()]
-            elif word:
-                raise self.fail(f"unexpected word {word.group()!r}: values are strings in double "
-                                "quotes, numbers, true, false, null, objects or arrays")
-            else:
-                raise self.fail(f"expected a value, found {_show(ch)}")
-        self.doc.values[path] = (start, self.i)
-        return v
-
-    def object(self, path: JsonPath) -> dict[str, Any]:
-        self.i += 1  # {
-        out: dict[str, Any] = {}
-        while True:
-            self.skip()
-            ch = self.peek()
-            if ch == "}":
-                self.i += 1
-                return out
-            if ch != '"':
-                if ch == "'":
-                    raise self.fail("property names must be in double quotes, not single quotes")
-                if ch and (ch.isalpha() or ch in "_$"):
-                    raise self.fail("property names must be strings in double quotes")
-                raise self.fail(f"expected a property name in double quotes or '}}', found {_show(ch)}")
-            kstart = self.i
-            key = self.string()
-            if key in out:
-                raise self.fail(f"duplicate property {key!r} (a second value would silently replace "
-                                "the first)", at=kstart)
-            self.doc.keys[path + (key,)] = (kstart, self.i)
-            self.skip()
-            if self.peek() != ":":
-                raise self.fail(f"expected ':' after the property name {key!r}, found {_show(self.peek())}")
-            self.i += 1
-            self.skip()
-            out[key] = self.value(path + (key,))
-            self.skip()
-            ch = self.peek()
-            if ch == ",":
-                comma = self.i
-                self.i += 1
-                self.skip()
-                if self.peek() == "}":
-                    self.doc.trailing_commas.append(comma)
-                continue
-            if ch == "}":
-                continue
-            if ch == '"':
-                raise self.fail(f"expected ',' or '}}' after the value of {key!r}, found '\"' "
-                                "(a comma is missing between two properties)")
-            raise self.fail(f"expected ',' or '}}' after the value of {key!r}, found {_show(ch)}")
-
-    def array(self, path: JsonPath) -> list[Any]:
-        self.i += 1  # [
-        out: list[Any] = []
-        while True:
-            self.skip()
-            if self.peek() == "]":
-                self.i += 1
-                return out
-            out.append(self.value(path + (len(out),)))
-            self.skip()
-            ch = self.peek()
-            if ch == ",":
-                comma = self.i
-                self.i += 1
-                self.skip()
-                if self.peek() == "]":
-                    self.doc.trailing_commas.append(comma)
-                continue
-            if ch == "]":
-                continue
-            raise self.fail(f"expected ',' or ']' in the array, found {_show(ch)}")
-
-    def string(self) -> str:
-        start = self.i
-        self.i += 1  # "
-        parts: list[str] = []
-        s, n = self.s, len(self.s)
-        while True:
-            if self.i >= n:
-                raise self.fail("unterminated string (no closing '\"')", at=start)
-            ch = s[self.i]
-            if ch == '"':
-                self.i += 1
-                return "".join(parts)
-            if ch == "\\":
-                esc = s[self.i + 1:self.i + 2]
-                if esc in _ESCAPES:
-                    parts.append(_ESCAPES[esc])
-                    self.i += 2
-                elif esc == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", s[self.i + 2:self.i + 6]):
-                    parts.append(chr(int(s[self.i + 2:self.i + 6], 16)))
-                    self.i += 6
-                else:
-                    raise self.fail(f"invalid escape '\\{esc}' in a string (a Windows path? write "
-                                    "'\\\\' or '/')")
-            elif ch < " ":
-                what = "a line break" if ch in "\r\n" else _show(ch)
-                raise self.fail(f"{what} inside a string (unterminated string, or write it as an escape)")
-            else:
-                parts.append(ch)
-                self.i += 1
-
-    def number(self) -> int | float:
-        m = _NUMBER.match(self.s, self.i)
-        if not m:
-            raise self.fail(f"invalid number starting with {_show(self.peek())}")
-        text = m.group()
-        after = self.s[m.end():m.end() + 1]
-        if text.lstrip("-") == "0" and after.isdigit():
-            raise self.fail("numbers must not have leading zeros")
-        if after and (after.isalnum() or after in "._"):
-            raise self.fail(f"invalid number {self.s[self.i:m.end() + 1]!r}")
-        self.i = m.end()
-        return float(text) if any(c in text for c in ".eE") else int(text)
-
-
-def parse_jsonc(text: str, file: str = "devcontainer.json") -> Jsonc:
-    """Parse strict JSONC: JSON plus comments and trailing commas, nothing else.
-
-    Raises :class:`DevcontainerError` with the file, line and column of the first error.
-    """
-    doc = Jsonc(text=text, file=file)
-    try:
-        doc.value = _Parser(doc).document()
-    except _Syntax as e:
-        raise DevcontainerError([doc.problem(e.offset, e.message)],
-                                hint="devcontainer.json is JSON with comments: fix the text at "
-                                "that line and column") from None
-    except RecursionError:
-        raise DevcontainerError([doc.problem(0, "nested too deeply")]) from None
-    return doc
-
-
-def dotted(path: Iterable[str | int]) -> str:
-    out = ""
-    for p in path:
-        if isinstance(p, int):
-            out += f"[{p}]"
-        elif re.fullmatch(r"[A-Za-z_$][\w$]*", p):
-            out += f".{p}" if out else p
-        else:
-            out += f"[{json.dumps(p)}]"
-    return out
-
-
-# --------------------------------------------------------------------------- schema
-
-
-def schema_path() -> Path:
-    return Path(__file__).resolve().parent / "schemas" / SCHEMA_FILE
-
-
-def schema() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(schema_path().read_text(encoding="utf-8"))
-    return data
-
-
-_UNEXPECTED = re.compile(r"\((.*) (?:was|were) unexpected\)")
-
-
-def schema_problems(doc: Jsonc) -> list[Problem]:
-    """Problems of ``doc.value`` under the official dev container schema (empty: valid)."""
-    from jsonschema import Draft201909Validator
-
-    validator = Draft201909Validator(schema())
-    errors = list(validator.iter_errors(doc.value))
-    # A failed oneOf leaves every property "unevaluated": those reports are noise next to the
-    # oneOf's own reason, at the same place.
-    real = {tuple(e.absolute_path) for e in errors if e.validator != "unevaluatedProperties"}
-    errors = [e for e in errors
-              if e.validator != "unevaluatedProperties" or tuple(e.absolute_path) not in real]
-    problems: list[Problem] = []
-    for e in (leaf for err in errors for leaf in _leaves(err)):
-        path: JsonPath = tuple(e.absolute_path)
-        at = doc.where(path)
-        message = e.message
-        m = _UNEXPECTED.search(message) if e.validator in ("unevaluatedProperties", "additionalProperties") else None
-        if m:
-            names = re.findall(r"'((?:[^'\\]|\\.)*)'", m.group(1))
-            if names and path + (names[0],) in doc.keys:
-                at = doc.keys[path + (names[0],)][0]
-            listed = ", ".join(repr(n) for n in names)
-            where = f"in {dotted(path)}" if path else "at the top level"
-            message = (f"unknown propert{'y' if len(names) == 1 else 'ies'} {listed} {where} "
-                       "(the dev container schema allows no other names here)")
-        elif e.validator == "required" and not path and not {"image", "build", "dockerFile",
-                                                              "dockerComposeFile"} & set(doc.value):
-            message = ('nothing to start a container from: add "image", "build" (with '
-                       '"dockerfile") or "dockerComposeFile"')
-        elif len(message) > 240:
-            message = message[:237] + "..."
-        problems.append(doc.problem(at, message, "schema", path))
-    return sorted(set(problems), key=lambda p: (p.line, p.col, p.message))
-
-
-def _leaves(err: Any) -> list[Any]:
-    """The reasons behind an error. For oneOf/anyOf (every branch failed), the branch the
-    document most nearly matches: the one whose errors reach deepest into the document, then
-    the one with the fewest errors."""
-    if not err.context:
-        return [err]
-    branches: dict[Any, list[Any]] = {}
-    for sub in err.context:
-        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
-    best = max(branches.values(),
-               key=lambda subs: (max(len(s.absolute_path) for s in subs), -len(subs)))
-    return [leaf for sub in best for leaf in _leaves(sub)]
-
-
-def check_text(text: str, file: str, *, base_dir: Path | None = None) -> tuple[Jsonc, list[Problem]]:
-    """Parse and validate; return the document and its warnings. Raises DevcontainerError.
-
-    With ``base_dir`` (the folder of the file), the Dockerfile and build context it names must
-    exist there.
-    """
-    doc = parse_jsonc(text, file)
-    if not isinstance(doc.value, dict):
-        raise DevcontainerError([doc.problem(0, "a devcontainer.json must be a JSON object ({ ... })", "schema")])
-    problems = schema_problems(doc)
-    if base_dir is not None and not problems:
-        problems += _reference_problems(doc, base_dir)
-    if problems:
-        raise DevcontainerError(problems, hint="fix these against the dev container reference "
-                                "(https://containers.dev/implementors/json_reference/)")
-    warnings = [doc.problem(c, "trailing comma: VS Code, Codespaces and the devcontainer CLI accept "
-                            "it, but the schema says allowTrailingCommas: false", "warning")
-                for c in doc.trailing_commas]
-    return doc, warnings
-
-
-def _reference_problems(doc: Jsonc, base_dir: Path) -> list[Problem]:
-    build = doc.value.get("build")
-    out: list[Problem] = []
-    if isinstance(build, dict):
-        for key, want_dir in (("dockerfile", False), ("context", True)):
-            rel = build.get(key)
-            if isinstance(rel, str):
-                target = (base_dir / rel).resolve()
-                ok = target.is_dir() if want_dir else target.is_file()
-                if not ok:
-                    kind = "folder" if want_dir else "file"
-                    out.append(doc.problem(doc.where(("build", key)),
-                                           f"build.{key} {rel!r}: no such {kind} ({target})",
-                                           "reference", ("build", key)))
-    return out
 
 
 # --------------------------------------------------------------------------- the definition
@@ -748,11 +367,3 @@ def sync(check: bool = False) -> int:
     target.write_text(want, encoding="utf-8")
     print(f"{target}: written")
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover - developer entry point
-    args = sys.argv[1:]
-    if not args or args[0] != "sync" or set(args[1:]) - {"--check"}:
-        print("usage: python -m mlops_env.devcontainer sync [--check]", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(sync(check="--check" in args))
