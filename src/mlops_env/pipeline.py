@@ -467,8 +467,10 @@ def _save_smoke_report(paths: Paths, record: Record, report: dict[str, Any] | No
 
 
 def _override_warnings(entry: sshconfig.HostEntry, paths: Paths) -> list[str]:
+    from mlops_env.ssh import overrides
+
     try:
-        rep = sshconfig.find_overrides(entry, paths=paths)
+        rep = overrides.find_overrides(entry, paths=paths)
     except Exception as e:  # noqa: BLE001 - a warning helper must never fail `up`
         log.debug("override check failed: %s", e)
         return []

@@ -26,6 +26,7 @@ from mlops_env.errors import ConfigError, PrereqError, UsageError
 from mlops_env.paths import get_paths
 from mlops_env.ssh import config as sc
 from mlops_env.ssh import keys, knownhosts
+from mlops_env.ssh import overrides as so
 
 needs_ssh = pytest.mark.skipif(shutil.which("ssh") is None, reason="OpenSSH client `ssh` missing")
 
@@ -76,7 +77,7 @@ def mode(p: Path) -> int:
 
 
 def ssh_g(cfg: Path, alias: str) -> dict[str, list[str]]:
-    return sc.effective_options(alias, cfg)
+    return so.effective_options(alias, cfg)
 
 
 def snapshot(p: Path) -> tuple[int, int, bytes]:
@@ -222,7 +223,7 @@ def test_paths_with_spaces_and_percent_are_escaped_for_ssh(paths, user_cfg, tmp_
     opts = ssh_g(user_cfg, "mlops-a")
     # ssh -G prints the value before %-expansion.
     assert opts["identityfile"][0] == str(key).replace("%", "%%")
-    assert sc.find_overrides(e, paths=paths).warnings == ()
+    assert so.find_overrides(e, paths=paths).warnings == ()
 
 
 # -- the Include line in the user's file --------------------------------------------------------
@@ -461,7 +462,7 @@ def test_ssh_resolves_our_alias_through_the_include(paths, user_cfg):
     ]
     assert o["serveraliveinterval"] == ["30"]
     # A user `Host *` after our Include does not shadow us: no warnings.
-    report = sc.find_overrides(e, paths=paths)
+    report = so.find_overrides(e, paths=paths)
     assert report.ok, report
     # ... and still applies to the user's other hosts.
     assert ssh_g(user_cfg, "elsewhere")["user"] == ["star"]
@@ -487,7 +488,7 @@ def test_settings_read_before_our_include_are_reported(paths, user_cfg, case):
     e = entry(paths)
     sc.upsert_host(paths, e)
     write_user(user_cfg, above + sc.include_line(paths).encode() + b"\nHost foo\n")
-    report = sc.find_overrides(e, paths=paths)
+    report = so.find_overrides(e, paths=paths)
     assert report.skipped is None
     assert len(report.warnings) == len(expected)
     for w, want in zip(report.warnings, expected, strict=True):
@@ -497,7 +498,7 @@ def test_settings_read_before_our_include_are_reported(paths, user_cfg, case):
         assert culprit in w
     # `up` moves the Include back to the top: then ours win.
     assert sc.ensure_include(paths) == "moved"
-    assert sc.find_overrides(e, paths=paths).ok
+    assert so.find_overrides(e, paths=paths).ok
 
 
 @needs_ssh
@@ -509,11 +510,11 @@ def test_other_include_above_ours_that_shadows_is_reported(paths, user_cfg, tmp_
     sc.upsert_host(paths, e)
     write_user(user_cfg, f"Include {other}\n".encode())
     assert sc.ensure_include(paths) == "added"  # we go first: nothing shadows
-    assert sc.find_overrides(e, paths=paths).ok
+    assert so.find_overrides(e, paths=paths).ok
     # The user (or another tool) puts its Include above ours: allowed, but reported.
     write_user(user_cfg, f"Include {other}\n{sc.include_line(paths)}\n".encode())
     assert sc.ensure_include(paths) == "unchanged"
-    report = sc.find_overrides(e, paths=paths)
+    report = so.find_overrides(e, paths=paths)
     assert len(report.warnings) == 2
     assert (
         "User=shadow" in report.warnings[0]
@@ -533,7 +534,7 @@ def test_settings_that_do_not_shadow_are_not_reported(paths, user_cfg):
         + b"Match all\n  UserKnownHostsFile /dev/null\n  HostKeyAlias nope\n"
         + b"Host mlops-a\n  User late\n",
     )
-    assert sc.find_overrides(e, paths=paths).ok
+    assert so.find_overrides(e, paths=paths).ok
 
 
 @needs_ssh
@@ -541,7 +542,7 @@ def test_missing_include_is_reported(paths, user_cfg):
     e = entry(paths)
     sc.upsert_host(paths, e)
     write_user(user_cfg, b"Host *\n  User star\n")
-    report = sc.find_overrides(e, paths=paths)
+    report = so.find_overrides(e, paths=paths)
     assert len(report.warnings) == 1
     assert "does not read mlops-env's settings for mlops-a" in report.warnings[0]
 
@@ -553,24 +554,24 @@ def test_remote_command_and_broken_config_are_reported(paths, user_cfg):
     sc.ensure_include(paths)
     with user_cfg.open("a") as f:
         f.write("Host *\n  RemoteCommand tmux attach\n")
-    (w,) = sc.find_overrides(e, paths=paths).warnings
+    (w,) = so.find_overrides(e, paths=paths).warnings
     assert "RemoteCommand=tmux attach" in w and "VS Code" in w
     with user_cfg.open("a") as f:
         f.write("NoSuchOption yes\n")
-    (w,) = sc.find_overrides(e, paths=paths).warnings
+    (w,) = so.find_overrides(e, paths=paths).warnings
     assert "Bad configuration option" in w
     with pytest.raises(ConfigError, match="nosuchoption"):
-        sc.effective_options("mlops-a")
+        so.effective_options("mlops-a")
 
 
 def test_without_ssh_the_check_is_skipped(paths, monkeypatch):
-    monkeypatch.setattr(sc.osenv, "find_program", lambda name, env=None: None)
+    monkeypatch.setattr(so.osenv, "find_program", lambda name, env=None: None)
     e = entry(paths)
-    report = sc.find_overrides(e, paths=paths)
+    report = so.find_overrides(e, paths=paths)
     assert report.warnings == () and not report.ok
     assert "`ssh` is not installed" in report.skipped
     with pytest.raises(PrereqError):
-        sc.effective_options("mlops-a")
+        so.effective_options("mlops-a")
 
 
 # -- concurrency ---------------------------------------------------------------------------------

@@ -104,6 +104,7 @@ def ssh_hosts_check(paths: Paths, entries: Sequence[HostEntry], include_ok: bool
     from concurrent.futures import ThreadPoolExecutor
 
     from mlops_env.ssh import config as sshconfig
+    from mlops_env.ssh import overrides
 
     if not entries:
         return Check("local.ssh-hosts", SKIP, "no workstations yet")
@@ -118,7 +119,7 @@ def ssh_hosts_check(paths: Paths, entries: Sequence[HostEntry], include_ok: bool
     if not include_ok:
         return Check("local.ssh-hosts", SKIP, "ssh does not read mlops-env's config yet (the Include line)")
     with ThreadPoolExecutor(max_workers=min(8, len(entries))) as pool:
-        reports = list(pool.map(lambda e: sshconfig.find_overrides(e, paths=paths), entries))
+        reports = list(pool.map(lambda e: overrides.find_overrides(e, paths=paths), entries))
     warnings = [w for r in reports for w in r.warnings]
     skipped = next((r.skipped for r in reports if r.skipped), None)
     if warnings:
