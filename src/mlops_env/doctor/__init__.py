@@ -1,9 +1,9 @@
 """``mlops-env doctor``: check a box or this machine, explain every problem with its fix, and
 repair what ``up``'s steps know how to repair. This module never prints.
 
-    target = local_target(...) | workstation_target(...) | host_target(...)
+    target = local_target(...) | workstation_target(...) | host_target(...)   # targets.py
     report = diagnose(target, options, categories, paths)   # ONE SSH connection, ONE round-trip
-    reports = repair(report, ...)                           # engine.apply, failing steps only
+    reports = repair(report, ...)                           # repair.py: engine.apply, failing steps only
 
 One definition of each check, shared with ``up``: the bootstrap steps' own ``check_call``
 scripts run in the same batch as ``templates/doctor.sh``'s read-only probes, every script
@@ -16,29 +16,34 @@ Python threads while the box answers.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_env.checks import CATEGORIES, FAIL, OK, SKIP, STATUSES, WARN, Check
+from mlops_env.doctor.repair import fix_plan, repair
+from mlops_env.doctor.targets import (
+    Target,
+    _record_ctx,
+    host_target,
+    local_target,
+    machine_role,
+    workstation_target,
+)
 
 if TYPE_CHECKING:
     from mlops_env.checks import CheckResult, Facts
     from mlops_env.config import Resolved
-    from mlops_env.engine import StepReport
-    from mlops_env.events import Events
     from mlops_env.paths import Paths
-    from mlops_env.state import Endpoint, Record
     from mlops_env.steps import Step, StepContext
     from mlops_env.transport import RunResult, Transport
 
 __all__ = ["CATEGORIES", "FAIL", "OK", "SKIP", "STATUSES", "WARN", "Check", "Declined", "Report", "Target",
-           "check_box", "diagnose", "host_target", "local_target", "parse_categories", "repair",
-           "workstation_target"]
+           "check_box", "diagnose", "fix_plan", "host_target", "local_target", "machine_role", "parse_categories",
+           "repair", "workstation_target"]
 
 log = logging.getLogger(__name__)
 
@@ -71,158 +76,6 @@ def parse_categories(only: Iterable[str], skip: Iterable[str]) -> tuple[str, ...
         raise UsageError("--only/--skip leave no category to check",
                          hint=f"categories: {', '.join(CATEGORIES)}", code="invalid-category")
     return chosen
-
-
-# -- targets -----------------------------------------------------------------------------------
-@dataclass
-class Target:
-    """What doctor checks: this machine, a known workstation, or any box over SSH."""
-
-    mode: str  # "local" | "workstation" | "host"
-    label: str
-    record: Record
-    endpoint: Endpoint
-    fix_command: str
-    connect: Callable[[], Transport] | None = None
-    probes: int = 0  # extra TCP connections (first-contact host key probe)
-    cleanup: list[Callable[[], None]] = field(default_factory=list)
-    # this machine only: "laptop" (drives workstations: its own side, in Python, no bash) or
-    # "workstation" (the course's tools here too); ``why`` says how that was judged
-    role: str = "workstation"
-    why: str = ""
-
-    @property
-    def remote(self) -> bool:
-        return self.mode != "local"
-
-    def close(self) -> None:
-        for fn in self.cleanup:
-            fn()
-        self.cleanup.clear()
-
-
-def machine_role(paths: Paths, as_workstation: bool = False) -> tuple[str, str]:
-    """What this machine is for: ``("laptop" | "workstation", why)``.
-
-    A laptop drives workstations: conda, Docker compose and the course's libraries belong on
-    them, so their absence here is no failure. Windows and macOS are laptops (the workstations
-    are Linux boxes); Linux is one when mlops-env knows a workstation, else it is checked as the
-    workstation itself. ``as_workstation`` (``doctor --as-workstation``) says so explicitly.
-    """
-    from mlops_env import osenv
-
-    sysname = osenv.system()
-    if as_workstation:
-        return "workstation", "asked with --as-workstation"
-    if sysname != osenv.LINUX:
-        label = {"windows": "Windows", "macos": "macOS"}[sysname]
-        return "laptop", f"a {label} machine drives Linux workstations"
-    try:
-        from mlops_env.state import Store
-
-        names = [r.name for r in Store(paths).all()]
-    except Exception as e:  # noqa: BLE001 - a broken state file is reported by `list`
-        log.debug("cannot list workstations: %s", e)
-        names = []
-    if names:
-        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
-        return "laptop", f"this machine drives workstation{'s' if len(names) > 1 else ''} {shown}"
-    return "workstation", "no workstation known yet: this machine is checked as one"
-
-
-def local_target(role: str = "workstation", why: str = "") -> Target:
-    import getpass
-
-    from mlops_env.state import Endpoint, Record
-
-    user = getpass.getuser()
-    ep = Endpoint(host="localhost", port=22, user=user, identity_file="", host_key_alias="mlops-env-local")
-    rec = Record(name="local", provider="local", alias="mlops-local", endpoint=ep)
-
-    def connect() -> Transport:
-        from mlops_env.transport.local import LocalTransport
-
-        return LocalTransport()
-
-    fix = "mlops-env doctor --as-workstation --fix" if role == "workstation" and why.startswith("asked") \
-        else "mlops-env doctor --fix"
-    return Target("local", "this machine", rec, ep, fix, connect, role=role, why=why)
-
-
-def workstation_target(paths: Paths, name: str, timeout: float) -> Target:
-    """A workstation mlops-env knows: its pinned host key, its login."""
-    from mlops_env.errors import ConnectError, NotFoundError
-    from mlops_env.ssh.connect import connect
-    from mlops_env.state import Store, validate_name
-
-    validate_name(name)
-    rec = Store(paths).load(name)
-    ep = rec.endpoint
-    if ep is None:
-        raise NotFoundError(f"workstation {name!r} has not been set up yet (no address)",
-                            hint=f"run `mlops-env up {rec.provider} {name}` first", code="not-provisioned")
-
-    def do_connect() -> Transport:
-        try:
-            return connect(paths, ep, timeout)  # type: ignore[no-any-return]
-        except ConnectError as e:
-            if rec.provider == "docker" and e.code == "unreachable":
-                e.hint = f"is the container stopped? `mlops-env start {name}`; {e.hint}"
-            raise
-
-    label = f"workstation {name} ({ep.user}@{ep.host}:{ep.port})"
-    return Target("workstation", label, rec, ep, f"mlops-env doctor {name} --fix", do_connect)
-
-
-def host_target(paths: Paths, spec: str, identity: str | None, fingerprint: str | None,
-                events: Events, timeout: float) -> Target:
-    """Any box over SSH (``--host USER@HOST[:PORT]``). Host key: a workstation we know at this
-    address keeps its pin; otherwise first contact works exactly as in ``up ssh`` (confirm the
-    fingerprint on a terminal, or ``--host-key-fingerprint``), but the key is pinned only for
-    this run, in a temporary known_hosts: a read-only look at a box does not make mlops-env
-    remember it (``up ssh NAME --host ...`` does)."""
-    from mlops_env.errors import UsageError
-    from mlops_env.paths import Paths as PathsT
-    from mlops_env.providers.ssh import parse_target
-    from mlops_env.ssh.connect import connect, establish_trust
-    from mlops_env.ssh.keys import check_keypair
-    from mlops_env.state import Endpoint, Record, Store
-
-    t = parse_target(spec)
-    known = next((r for r in Store(paths).all() if r.endpoint and (r.endpoint.host, r.endpoint.port,
-                                                                   r.endpoint.user) == (t.host, t.port, t.user)), None)
-    if identity is None and known is not None and known.endpoint is not None:
-        identity = known.endpoint.identity_file
-    if identity is None:
-        kc = check_keypair(paths)
-        if kc.keypair is None:
-            raise UsageError("no key to log in with: mlops-env has no key yet",
-                             hint="pass --identity KEYFILE (the private key that opens this box)",
-                             code="identity-missing")
-        identity = str(kc.keypair.private_path)
-    alias = known.endpoint.host_key_alias if known and known.endpoint else "mlops-env-doctor"
-    ep = Endpoint(host=t.host, port=t.port, user=t.user, identity_file=identity, host_key_alias=alias)
-    rec = Record(name="host", provider="ssh", alias="mlops-doctor", endpoint=ep)
-    target = Target("host", str(t), rec, ep, f"mlops-env doctor --host {spec} --fix")
-    from mlops_env.ssh import knownhosts
-
-    if known is not None and knownhosts.lookup(paths, alias):
-        target.label = f"{t} (workstation {known.name})"
-        target.connect = lambda: connect(paths, ep, timeout)
-        return target
-    tmp = tempfile.TemporaryDirectory(prefix="mlops-env-doctor-")
-    target.cleanup.append(tmp.cleanup)
-    trust = PathsT(data=Path(tmp.name), config=Path(tmp.name), cache=Path(tmp.name), logs=Path(tmp.name))
-    pinned: list[str] = []
-
-    def do_connect() -> Transport:
-        if not pinned:
-            pinned.append(establish_trust(trust, ep, fingerprint, events, timeout))
-            target.probes += 1
-        return connect(trust, ep, timeout)  # type: ignore[no-any-return]
-
-    target.connect = do_connect
-    return target
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -408,18 +261,6 @@ def interpret_box(results: Mapping[str, RunResult], ctx: StepContext, steps: Seq
 
 
 # -- this machine's side -----------------------------------------------------------------------
-def _record_ctx(record: Record, paths: Paths, options: Resolved) -> StepContext:
-    from mlops_env.checks import Facts
-    from mlops_env.config import Resolved as R
-    from mlops_env.steps import StepContext
-
-    values = dict(options.values)
-    values.update({k: v for k, v in (record.options or {}).items() if k in values})
-    assert record.endpoint is not None
-    return StepContext(transport=None, facts=Facts({}), options=R(values, dict(options.sources)),  # type: ignore[arg-type]
-                       record=record, paths=paths, endpoint=record.endpoint)
-
-
 def local_checks(target: Target, paths: Paths, options: Resolved, *, env: dict[str, str] | None = None,
                  home: Path | None = None) -> list[Check]:
     """The ``local`` category, its independent parts side by side."""
@@ -558,94 +399,3 @@ def _with_fix_hints(checks: list[Check], step_results: dict[str, CheckResult], t
 
 
 # -- repair ------------------------------------------------------------------------------------
-def fix_plan(report: Report) -> list[Step]:
-    """The steps ``--fix`` applies: those behind failing checks, plus the steps they need whose
-    own checks fail too, in ``up``'s order."""
-    by_id = {s.id: s for s in report.steps}
-    want = {i for i in report.fixable_steps() if i in by_id}  # local mode: ssh-config is per record
-    todo = list(want)
-    while todo:
-        s = by_id[todo.pop()]
-        for n in s.dependencies(report.facts):
-            if n in by_id and n not in want and n in report.step_results and not report.step_results[n].ok:
-                want.add(n)
-                todo.append(n)
-    return [s for s in report.steps if s.id in want]
-
-
-def repair(report: Report, paths: Paths, events: Events, *, confirm: Callable[[str], None],
-           jobs: int = 4) -> list[StepReport]:
-    """Apply the fix plan with the engine (needs respected, independent steps side by side),
-    each step verified as in ``up``. ``confirm(question)`` raises when the user says no or
-    cannot be asked. Refuses like ``up`` on an unsupported OS or a sudo that asks for a
-    password, and asks for Anaconda's terms like ``up``. Raises the first step error with
-    ``err.reports``."""
-    from mlops_env import engine
-    from mlops_env.steps import StepContext
-    from mlops_env.steps.preflight import preflight, terms
-
-    if not report.fixable_steps():
-        return []
-    steps = fix_plan(report)
-    if report.target.mode == "local":
-        return _repair_local(report, paths, events, steps, confirm, jobs)
-    transport = report.transport
-    assert transport is not None, "diagnose(keep_transport=True) before repair"
-    ctx = StepContext(transport=transport, facts=report.facts, options=report.options, record=report.target.record,
-                      paths=paths, endpoint=report.target.endpoint,
-                      on_line=lambda sid, line: events.step("line", sid, line=line))
-    plan = engine.Plan(report.facts, dict(report.step_results), steps)
-    preflight(plan, ctx)
-    confirm(_question(report, ctx, steps))
-    ctx.options = terms(plan, ctx, events)
-    return engine.apply(ctx, plan, jobs=jobs, on_event=events.step, abort=transport.close)
-
-
-def _question(report: Report, ctx: StepContext, steps: Sequence[Step]) -> str:
-    lines = [f"doctor --fix will change {report.target.label}:"]
-    for s in steps:
-        try:
-            what = s.describe_apply(ctx)
-        except Exception:  # noqa: BLE001 - a description must not stop the question
-            what = s.title
-        lines.append(f"  {s.id}: {what}")
-    lines.append("Go ahead?")
-    return "\n".join(lines)
-
-
-def _repair_local(report: Report, paths: Paths, events: Events, steps: Sequence[Step],
-                  confirm: Callable[[str], None], jobs: int) -> list[StepReport]:
-    """This machine: the box steps through a local transport; the ssh-config step once per
-    known workstation (its Host block and the Include line)."""
-    from mlops_env import engine
-    from mlops_env.state import Store
-    from mlops_env.steps import StepContext
-    from mlops_env.steps.preflight import preflight, terms
-    from mlops_env.steps.sshconfig import SshConfigStep
-    from mlops_env.transport.local import LocalTransport
-
-    box_steps = [s for s in steps if not s.local]
-    transport = report.transport or LocalTransport()
-    ctx = StepContext(transport=transport, facts=report.facts, options=report.options, record=report.target.record,
-                      paths=paths, endpoint=report.target.endpoint,
-                      on_line=lambda sid, line: events.step("line", sid, line=line))
-    plan = engine.Plan(report.facts, dict(report.step_results), box_steps)
-    if box_steps:
-        preflight(plan, ctx)
-    cfg_fix = "ssh-config" in report.fixable_steps()
-    shown = list(box_steps) + ([SshConfigStep()] if cfg_fix else [])
-    confirm(_question(report, ctx, shown) if box_steps else
-            "doctor --fix will write mlops-env's Host blocks and the Include line in ~/.ssh/config.\nGo ahead?")
-    out: list[StepReport] = []
-    if box_steps:
-        ctx.options = terms(plan, ctx, events)
-        out += engine.apply(ctx, plan, jobs=jobs, on_event=events.step)
-    if cfg_fix:
-        for rec in Store(paths).all():
-            if rec.endpoint is None:
-                continue
-            rctx = _record_ctx(rec, paths, report.options)
-            step = SshConfigStep()
-            res = step.check_local(rctx)
-            out += engine.apply(rctx, engine.Plan(report.facts, {step.id: res}, [step]), on_event=events.step)
-    return out
