@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from mlops_env import config, doctor
-from mlops_env.doctor import parse
+from mlops_env.doctor import parse, parse_docker, parse_network
 from mlops_env.doctor.parse import FAIL, OK, SKIP, WARN, Check, Section
 from mlops_env.paths import Paths
 from mlops_env.state import Endpoint, Record
@@ -379,7 +379,7 @@ Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docke
     ("Client:\n Version:           24.0.7\n", 124, ("24.0.7", None, "timeout")),
 ])
 def test_docker_version(text: str, rc: int, want: tuple[Any, ...]) -> None:
-    v = parse.parse_docker_version(sec("version", text, rc))
+    v = parse_docker.parse_docker_version(sec("version", text, rc))
     assert (v.client, v.server, v.error) == want
 
 
@@ -396,13 +396,13 @@ def test_docker_version(text: str, rc: int, want: tuple[Any, ...]) -> None:
     ("docker: unknown command: docker compose\n", 1, None),                    # docker 28 CLI (captured)
 ])
 def test_compose_version(text: str, rc: int, want: str | None) -> None:
-    assert parse.parse_compose_version(sec("compose", text, rc)) == want
+    assert parse_docker.parse_compose_version(sec("compose", text, rc)) == want
 
 
 def docker(problems: str | None, **probes: Any) -> dict[str, Check]:
     res = CheckResult("ok", "docker 24.0.7, compose 2.24.6") if problems is None else \
         CheckResult("fail", problems, exit_code=1)
-    return by_id(parse.docker_checks(res, secs(**probes), fresh_session=True))
+    return by_id(parse_docker.docker_checks(res, secs(**probes), fresh_session=True))
 
 
 GROUPS_OK = "user dev\nuid 1000\nsession dev docker\ndatabase dev docker\ngroup docker:x:999:dev\n"
@@ -450,7 +450,7 @@ def test_docker_run_failure_and_hang() -> None:
 
 
 def test_daemon_hangs() -> None:
-    c = by_id(parse.docker_checks(CheckResult("fail", "check timed out", exit_code=124),
+    c = by_id(parse_docker.docker_checks(CheckResult("fail", "check timed out", exit_code=124),
                                   secs(version=sec("version", "Client:\n Version: 24.0.7\n", 124),
                                        groups=GROUPS_OK, service="systemd active"), fresh_session=True))
     assert c["docker.daemon"].status == FAIL and "does not answer" in c["docker.daemon"].message
@@ -510,7 +510,7 @@ def test_miniforge_has_no_terms_and_smoke_is_a_warning() -> None:
     ("no curl; tcp connect to pypi.org:443\n", 0, True, "TCP port 443 answers (no curl to check HTTPS)"),
 ])
 def test_parse_http(text: str, rc: int, ok: bool, desc: str) -> None:
-    assert parse.parse_http(sec("url", text, rc)) == (ok, desc)
+    assert parse_network.parse_http(sec("url", text, rc)) == (ok, desc)
 
 
 SS_UBUNTU = """tool ss
@@ -538,9 +538,9 @@ tcp        0      0 0.0.0.0:5000            0.0.0.0:*               LISTEN
 
 
 def test_parse_listening() -> None:
-    assert parse.parse_listening(SS_UBUNTU) == {53: "", 22: "", 8888: "jupyter-lab", 5000: ""}
-    assert parse.parse_listening(LSOF_MACOS) == {5000: "ControlCe", 8888: "ssh"}
-    assert parse.parse_listening(NETSTAT) == {5000: ""}
+    assert parse_network.parse_listening(SS_UBUNTU) == {53: "", 22: "", 8888: "jupyter-lab", 5000: ""}
+    assert parse_network.parse_listening(LSOF_MACOS) == {5000: "ControlCe", 8888: "ssh"}
+    assert parse_network.parse_listening(NETSTAT) == {5000: ""}
 
 
 @pytest.mark.parametrize("text,status,fragment", [
@@ -551,7 +551,7 @@ def test_parse_listening() -> None:
     ("tool none\n", SKIP, "no ss, lsof or netstat"),
 ])
 def test_ports(text: str, status: str, fragment: str) -> None:
-    c = by_id(parse.network_checks(secs(ports=text), urls={}, side="local"))["network.ports"]
+    c = by_id(parse_network.network_checks(secs(ports=text), urls={}, side="local"))["network.ports"]
     assert c.status == status and fragment in c.message, c.message
 
 

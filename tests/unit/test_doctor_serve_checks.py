@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from mlops_env.doctor import parse
+from mlops_env.doctor import parse, parse_docker, parse_network
 
 DF = ("Filesystem     1024-blocks     Used Available Capacity Mounted on\n"
       "/dev/root        41152736 10000000  {avail} 30% /var/lib/docker\n")
 
 
 def _build(text: str, rc: int = 0) -> parse.Check:
-    return parse._build_check(parse.Section("build", rc, 12, text))
+    return parse_docker._build_check(parse.Section("build", rc, 12, text))
 
 
 def test_build_ok_with_room_for_layers() -> None:
@@ -47,14 +47,14 @@ def test_build_check_is_part_of_docker_checks_only_when_docker_exists() -> None:
 
     out = ("@@ version 0 5\nClient:\n Version: 20.10.24\nServer:\n Engine:\n  Version: 20.10.24\n"
            "@@ build 0 7\nbuilder classic\nroot /var/lib/docker\n" + DF.format(avail=30 * 1024 * 1024))
-    checks = {c.id: c for c in parse.docker_checks(CheckResult("ok", "docker ok"), parse.sections(out),
+    checks = {c.id: c for c in parse_docker.docker_checks(CheckResult("ok", "docker ok"), parse.sections(out),
                                                    fresh_session=True)}
     assert checks["docker.build"].status == parse.OK
 
 
 def _port(text: str, side: str) -> parse.Check:
     secs = {"ports": parse.Section("ports", 0, 3, text)}
-    return {c.id: c for c in parse.network_checks(secs, urls={}, side=side)}["network.port-9696"]
+    return {c.id: c for c in parse_network.network_checks(secs, urls={}, side=side)}["network.port-9696"]
 
 
 SS = "tool ss\nLISTEN 0 128 127.0.0.1:{port} 0.0.0.0:* users:((\"{proc}\",pid=42,fd=3))\n"
@@ -82,5 +82,5 @@ def test_the_real_probe_runs_here_read_only(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     sec = parse.sections(p.stdout)["build"]
     assert sec.lines()[0].startswith("builder ")
-    c = parse._build_check(sec)
+    c = parse_docker._build_check(sec)
     assert c.status in (parse.OK, parse.WARN, parse.FAIL) and c.id == "docker.build"

@@ -217,7 +217,7 @@ def interpret_box(results: Mapping[str, RunResult], ctx: StepContext, steps: Seq
     check result. Pure apart from the installer table: tests feed it captured answers."""
     from mlops_env import installers
     from mlops_env.checks import Facts
-    from mlops_env.doctor import parse
+    from mlops_env.doctor import parse, parse_docker, parse_network
 
     batch_s = batch_seconds
     ctx.facts = Facts.parse(results["facts"].stdout)
@@ -247,11 +247,11 @@ def interpret_box(results: Mapping[str, RunResult], ctx: StepContext, steps: Seq
             dist_label=installers.DIST_LABELS.get(dist, dist),
             smoke=step_results.get("smoke"), smoke_hint=smoke_hint)
     if "docker" in cats:
-        checks += parse.docker_checks(step_results.get("docker"), secs["docker"], fresh_session=fresh_session)
+        checks += parse_docker.docker_checks(step_results.get("docker"), secs["docker"], fresh_session=fresh_session)
     if "network" in cats:
         from mlops_env.smoke.ridetrain import DEFAULT_TRAIN
 
-        checks += parse.network_checks(secs["network"], urls={"tlc": DEFAULT_TRAIN, "pypi": PYPI_URL},
+        checks += parse_network.network_checks(secs["network"], urls={"tlc": DEFAULT_TRAIN, "pypi": PYPI_URL},
                                        side="box" if target.remote else "local")
     if "tools" in cats:
         checks += parse.tools_checks(step_results.get("base"), secs["tools"], provider=target.record.provider)
