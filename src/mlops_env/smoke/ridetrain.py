@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Smoke-test training: the MLOps Zoomcamp week-1 ride-duration model, reproduced exactly.
 
-This file is self-contained on purpose: besides the standard library it imports only numpy,
+One module of about 1300 lines on purpose: it is a standalone program shipped to boxes as ONE
+file (piped to ``python -``), so it cannot be split into a package. It is self-contained:
+besides the standard library it imports only numpy,
 pandas, pyarrow and scipy (scikit-learn is not needed), and nothing from ``mlops_env``. The
 same file is imported by ``mlops-env smoke-test`` for a local run and piped to a workstation
 for a remote one, where it runs with the box's own Python::

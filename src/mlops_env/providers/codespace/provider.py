@@ -20,6 +20,10 @@ the codespace's SSH server. The host key the codespace presents through that tun
 at first contact (trusted because only the codespace can answer at the end of an authenticated
 tunnel that GitHub opened to it) and checked on every later connection, by mlops-env and by
 ``ssh`` (``StrictHostKeyChecking yes``): a key that changes later is refused.
+
+This module (about 800 lines) is one thing: ``CodespaceProvider``, the codespace's lifecycle
+against the GitHub API (find, create, wait, start, stop, delete, adopt) and its pipeline hooks.
+Prices and lifetimes are ``billing.py``, the REST client ``github.py``, the gh CLI ``ghcli.py``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,14 @@ from urllib.parse import quote
 
 from mlops_env.errors import HostKeyError, MlopsError, NotFoundError, PrereqError, UsageError
 from mlops_env.providers import Progress, Provider, Provisioned
+from mlops_env.providers.codespace.billing import (  # noqa: F401 - part of this module's API
+    STORAGE_NOTE,
+    _after_stop,
+    _mins,
+    cost_of,
+    describe_cost,
+    describe_retention,
+)
 from mlops_env.ssh.config import alias_for, host_key_alias_for
 from mlops_env.state import Endpoint, Record
 
@@ -54,16 +66,6 @@ OPTIONS = ("repo", "branch", "machine", "idle_timeout", "retention", "python_dis
            "ssh_timeout")
 COURSE_CPUS, COURSE_MEMORY = 4, 15 * 2**30  # the course's 4 cores / 16 GB (GitHub reports 16 GiB, give or take)
 
-# GitHub's list prices for Codespaces (docs.github.com/billing: "About billing for GitHub
-# Codespaces"; the README's Codespaces table uses the same): compute $0.18/hour for 2 cores,
-# i.e. $0.09 per core-hour; storage $0.07 per GB-month. Included every month: 120 core-hours
-# and 15 GB-month (GitHub Free), 180 and 20 (GitHub Pro). Organisations' plans differ. A fixed
-# table (GitHub has no pricing API): update it when GitHub's prices change.
-CORE_HOUR_USD = 0.09
-STORAGE_GB_MONTH_USD = 0.07
-INCLUDED_CORE_HOURS = {"GitHub Free": 120, "GitHub Pro": 180}
-PRICES_AS_OF = "GitHub's list prices (docs.github.com: About billing for GitHub Codespaces)"
-
 WAITING = {"Queued", "Provisioning", "Starting", "Created", "Awaiting", "Rebuilding", "Updating",
            "Exporting", "Unavailable", "Unknown", "ShuttingDown"}
 STOPPED = {"Shutdown", "Archived"}
@@ -83,64 +85,6 @@ def live_state(cs: dict[str, Any]) -> str:
     st = str(cs.get("state") or "Unknown")
     return {"Available": "running", "Shutdown": "stopped", "Archived": "stopped",
             "ShuttingDown": "stopping", "Failed": "failed"}.get(st, st.lower())
-
-
-def cost_of(machine: dict[str, Any] | None) -> dict[str, Any]:
-    """What a machine type costs: core-hours per running hour, at GitHub's list prices."""
-    m = machine or {}
-    cores = int(m.get("cpus") or 0)
-    return {
-        "machine": m.get("name"), "cores": cores or None, "core_hours_per_hour": cores or None,
-        "compute_usd_per_hour": round(cores * CORE_HOUR_USD, 2) if cores else None,
-        "storage_usd_per_gb_month": STORAGE_GB_MONTH_USD,
-        "included_core_hours_per_month": dict(INCLUDED_CORE_HOURS),
-        "prices": PRICES_AS_OF,
-    }
-
-
-def describe_cost(cost: dict[str, Any]) -> str:
-    cores = cost.get("cores")
-    if not cores:
-        return "core-hours: unknown machine type"
-    free = INCLUDED_CORE_HOURS["GitHub Free"]
-    return (f"{cores} cores = {cores} core-hours per running hour (${cost['compute_usd_per_hour']:.2f}/h at list "
-            f"price beyond the included {free} core-hours a month of GitHub Free: {free / cores:.0f} h of this machine)")
-
-
-def describe_retention(cs: dict[str, Any]) -> str:
-    idle = cs.get("idle_timeout_minutes")
-    keep = cs.get("retention_period_minutes")
-    parts = [f"stops after {_mins(idle)} idle" if idle else "stops after your idle timeout (GitHub default 30 min)"]
-    if keep == 0:
-        parts.append("deleted as soon as it stops")
-    elif keep:
-        parts.append(f"deleted {_mins(keep)} after it stops" + (
-            f" (on {str(cs['retention_expires_at'])[:10]} if not used)" if cs.get("retention_expires_at") else ""))
-    else:
-        parts.append("deleted after your retention period (GitHub default 30 days) once stopped")
-    return "; ".join(parts)
-
-
-def _after_stop(cs: dict[str, Any]) -> str:
-    keep = cs.get("retention_period_minutes")
-    if keep == 0:
-        return "GitHub deletes it now that it is stopped"
-    when = f" (on {str(cs['retention_expires_at'])[:10]})" if cs.get("retention_expires_at") else ""
-    return (f"GitHub deletes it {_mins(keep)} after this stop{when} unless it is started again" if keep else
-            "GitHub deletes it after your retention period unless it is started again")
-
-
-STORAGE_NOTE = ("a stopped codespace still bills storage ($0.07 per GB-month at list price) until it is "
-                "deleted: `mlops-env down NAME` when the course is over")
-
-
-def _mins(n: Any) -> str:
-    n = int(n)
-    if n and n % 1440 == 0:
-        return f"{n // 1440} day{'s' if n // 1440 != 1 else ''}"
-    if n and n % 60 == 0:
-        return f"{n // 60} h"
-    return f"{n} min"
 
 
 @dataclass
