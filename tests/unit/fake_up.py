@@ -23,6 +23,7 @@ from typing import Any
 
 from fake_target import FakeBox
 
+from mlops_env.providers import Provider
 from mlops_env.steps import ScriptCall, Step, StepContext, raise_for_script
 
 MARKUP = ("[/opt/x]", "[bold]", "[x86_64]")
@@ -75,16 +76,25 @@ class MarkupStep(Step):
 FAKE_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGZha2UgaG9zdCBrZXkgb2YgdGhlIGZha2UgYm94ISE="
 
 
-class ExistingBox:
+class ExistingBox(Provider):
     """Provider stand-in: the fake box already exists (as for `up ssh`) and its host key is
-    known through a trusted channel, so the pipeline pins it without asking."""
+    known through a trusted channel, so the pipeline pins it without asking. The pipeline's
+    hooks are the Provider base class's (a box that gets the bootstrap steps)."""
 
     kind = "ssh"
 
     def __init__(self, box: FakeBox) -> None:
+        super().__init__(None)  # type: ignore[arg-type] - no paths: the fake box needs none
         self.box = box
-        self.confirm: Any = None
-        self.warn: Any = None
+
+    def plan(self, record: Any, options: Any) -> list[str]:
+        return []
+
+    def state(self, record: Any) -> dict[str, Any]:
+        return {"state": "running"}
+
+    def destroy(self, record: Any, progress: Any) -> list[str]:
+        return []
 
     def ensure(self, record: Any, options: Any, key: Any, progress: Any) -> Any:
         from mlops_env.providers import Provisioned
