@@ -15,8 +15,8 @@ Every mutating function returns what it did (for ``up``'s changed/unchanged repo
 read-only ``check_*`` twin that returns what it *would* do (for ``--dry-run`` and ``doctor``).
 Mutations are atomic (temp file + rename) and serialised by a file lock in the tool's ssh dir.
 
-``effective_options`` and ``find_overrides`` ask the real ``ssh -G`` what it would use, to warn
-when the user's own settings shadow ours.
+``ssh/overrides.py`` (``effective_options``, ``find_overrides``) asks the real ``ssh -G`` what
+it would use, to warn when the user's own settings shadow ours.
 """
 
 from __future__ import annotations
