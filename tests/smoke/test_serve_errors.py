@@ -124,3 +124,33 @@ def test_serve_sh_refuses_bad_arguments(tmp_path: Path) -> None:
 
 def test_escape_keeps_text_and_shows_control_characters() -> None:
     assert serve.escape("ok é\n\x1b[0m\r") == "ok é\n\\x1b[0m\\x0d"
+
+
+class _Forwarder:
+    """A transport whose ``open_channel`` fails the way SSHTransport's does (ChannelError)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.asked: list[tuple[str, int]] = []
+
+    def open_channel(self, host: str, port: int, *, timeout: float = 10.0) -> object:
+        self.asked.append((host, port))
+        raise self.error
+
+
+@pytest.mark.parametrize(("error", "code", "fragment"), [
+    ("refused", "serve-tunnel", "refused to forward to 127.0.0.1:9696"),
+    ("closed", "step-failed", "the SSH connection to the box is not open"),
+    ("other", "serve-tunnel", "could not open a forward to 127.0.0.1:9696 on the box: boom"),
+])
+def test_the_tunnel_goes_through_the_transports_open_channel(error: str, code: str, fragment: str) -> None:
+    from mlops_env.errors import StepFailed
+    from mlops_env.transport import ChannelError
+
+    t = _Forwarder(ChannelError("boom", refused=error == "refused", closed=error == "closed"))
+    with pytest.raises(StepFailed) as e:
+        serve.tunnel_request(t, 9696, "GET", "/health")
+    assert t.asked == [("127.0.0.1", 9696)]
+    assert fragment in e.value.message and e.value.code == code
+    with pytest.raises(StepFailed, match="not open"):  # a transport that cannot forward at all
+        serve.tunnel_request(object(), 9696, "GET", "/health")
