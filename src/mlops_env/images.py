@@ -80,8 +80,9 @@ def scripts_hash() -> str:
 _ARCH = {"amd64": "x86_64", "arm64": "aarch64", "x86_64": "x86_64", "aarch64": "aarch64"}
 
 
-def recipe(options: Resolved, arch: str) -> dict[str, str]:
-    """The recipe an image is built from, as labels (all strings)."""
+def recipe(options: Resolved, arch: str, *, base: str | None = None, user: str | None = None) -> dict[str, str]:
+    """The recipe an image is built from, as labels (all strings). ``base``/``user``: an EC2
+    builder's AMI id and login user instead of ``--image``/``--user``."""
     from mlops_env.installers import resolve as resolve_installer
 
     inst = resolve_installer(options["python_dist"], _ARCH.get(arch, arch),
@@ -91,29 +92,30 @@ def recipe(options: Resolved, arch: str) -> dict[str, str]:
         "installer-sha256": inst.sha256 or "",
         "installer-mirror": "1" if inst.mirror else "0",
         "docker-source": str(options["docker_source"]),
-        "base-image": str(options["image"]),
+        "base-image": str(base or options["image"]),
         "arch": _ARCH.get(arch, arch),
-        "user": str(options["user"]),
+        "user": str(user or options["user"]),
         "smoke-test": str(options["smoke_test"]),
         "mlops-env-version": __version__,
         "scripts-hash": scripts_hash(),
     }
 
 
-def recipe_status(labels: dict[str, str]) -> tuple[str, list[str]]:
-    """``current`` or ``stale`` against today's scripts and pinned installer table, with why."""
+def recipe_status(labels: dict[str, str], prefix: str = LABEL_PREFIX) -> tuple[str, list[str]]:
+    """``current`` or ``stale`` against today's scripts and pinned installer table, with why
+    (``prefix``: ``mlops-env:image:`` for an EC2 image's tags)."""
     from mlops_env.installers import resolve as resolve_installer
 
     why = []
-    if labels.get(LABEL_PREFIX + "scripts-hash") != scripts_hash():
+    if labels.get(prefix + "scripts-hash") != scripts_hash():
         why.append("the step scripts changed")
-    dist, arch = labels.get(LABEL_PREFIX + "distribution"), labels.get(LABEL_PREFIX + "arch")
-    if labels.get(LABEL_PREFIX + "installer-mirror") != "1" and dist and arch:
+    dist, arch = labels.get(prefix + "distribution"), labels.get(prefix + "arch")
+    if labels.get(prefix + "installer-mirror") != "1" and dist and arch:
         try:
             pinned = resolve_installer(dist, arch).sha256 or ""
         except MlopsError:
             pinned = ""
-        if pinned != labels.get(LABEL_PREFIX + "installer-sha256"):
+        if pinned != labels.get(prefix + "installer-sha256"):
             why.append(f"the pinned {dist} installer changed")
     return ("stale" if why else "current"), why
 
@@ -135,13 +137,13 @@ def read_state(paths: Paths, name: str) -> dict[str, Any] | None:
         return None
 
 
-def _write_state(paths: Paths, name: str, phase: str, **extra: Any) -> None:
+def write_state(paths: Paths, name: str, phase: str, **extra: Any) -> None:
     ensure_private_dir(_dir(paths))
     d = {"name": name, "provider": "docker", "phase": phase, "updated": time.time(), **extra}
     atomic_write(state_file(paths, name), json.dumps(d) + "\n", mode=0o600)
 
 
-def _clear_state(paths: Paths, name: str) -> None:
+def clear_state(paths: Paths, name: str) -> None:
     state_file(paths, name).unlink(missing_ok=True)
 
 
@@ -220,7 +222,7 @@ class DockerImages:
     def build(self, name: str, options: Resolved, progress: Progress,
               on_step: Callable[..., None] | None = None) -> dict[str, Any]:
         validate_image_name(name)
-        _check_terms(options)
+        check_terms(options)
         with image_lock(self.paths, name):
             prior = read_state(self.paths, name)
             image = self._image(name)
@@ -229,11 +231,11 @@ class DockerImages:
                 # The killed run's commit went through (Docker finishes a commit whose client
                 # died): only its builder is left to remove.
                 removed = self.cleanup(name, progress)
-                _clear_state(self.paths, name)
+                clear_state(self.paths, name)
                 return {**self._describe(image), "action": "finished",
                         "detail": "finished the interrupted build (removed: " + (", ".join(removed) or "nothing") + ")"}
             cleaned = self.cleanup(name, progress)
-            _clear_state(self.paths, name)
+            clear_state(self.paths, name)
             if image is not None:
                 raise UsageError(f"image {name!r} exists ({image_tag(name)})",
                                  hint=f"use it (`mlops-env up docker --from-image {name}`), or delete it "
@@ -251,7 +253,7 @@ class DockerImages:
                     raise
                 try:
                     self.cleanup(name, lambda m: None)
-                    _clear_state(self.paths, name)
+                    clear_state(self.paths, name)
                 except Exception as e:  # noqa: BLE001 - the original error matters more
                     log.debug("cleanup after a failed build: %s", e)
                 raise
@@ -265,7 +267,7 @@ class DockerImages:
         from mlops_env.keys import ensure_keypair
         from mlops_env.providers.docker import STOP_SIGNAL, free_port
 
-        _write_state(self.paths, name, "prepare", build_id=build_id)
+        write_state(self.paths, name, "prepare", build_id=build_id)
         base_ref = options["image"]
         ws_tag = self.provider._workstation_image(base_ref, progress)
         base = self.client.images.get(ws_tag)
@@ -276,7 +278,7 @@ class DockerImages:
         self.client.volumes.create(vol, labels=labels)
         c = self.provider._create_container(f"image-build-{name}", ws_tag, base_ref, free_port(), labels=labels,
                                             cname=builder_name(name), volume=vol)
-        _write_state(self.paths, name, "builder", container=c.name, build_id=build_id)
+        write_state(self.paths, name, "builder", container=c.name, build_id=build_id)
         c = self.provider._wait_running(c)
         key = ensure_keypair(self.paths)
         user = options["user"]
@@ -285,10 +287,10 @@ class DockerImages:
         from mlops_env.providers.docker import _ssh_port
 
         port = _ssh_port(c)
-        _write_state(self.paths, name, "steps", container=c.name, build_id=build_id)
+        write_state(self.paths, name, "steps", container=c.name, build_id=build_id)
         self._run_steps(name, options, port, user, str(key.private_path), host_key, progress, on_step)
 
-        _write_state(self.paths, name, "generalize", container=c.name, build_id=build_id)
+        write_state(self.paths, name, "generalize", container=c.name, build_id=build_id)
         progress("generalizing the builder (no keys, histories, credentials, downloads, apt lists)")
         code, out = c.exec_run(["bash", "-c", template("image-generalize.sh")])
         text = out.decode("utf-8", "replace") if out else ""
@@ -299,7 +301,7 @@ class DockerImages:
         progress("stopping the builder")
         c.stop(timeout=30)
 
-        _write_state(self.paths, name, "commit", container=c.name, build_id=build_id)
+        write_state(self.paths, name, "commit", container=c.name, build_id=build_id)
         progress(f"committing {image_tag(name)}")
         img_labels = {LABEL_BUILD: name, LABEL_BUILDER: "0",
                       LABEL_PREFIX + "created": str(int(time.time())), LABEL_PREFIX + "build-id": build_id,
@@ -308,34 +310,23 @@ class DockerImages:
             "Entrypoint": ["/usr/local/sbin/mlops-env-init"], "Cmd": [], "StopSignal": STOP_SIGNAL,
             "Labels": img_labels,
         })
-        _write_state(self.paths, name, "committed", container=c.name, build_id=build_id)
+        write_state(self.paths, name, "committed", container=c.name, build_id=build_id)
         progress("removing the builder")
         self.cleanup(name, lambda m: None)
-        _clear_state(self.paths, name)
+        clear_state(self.paths, name)
         image = self._image(name)
         assert image is not None
         return image
 
     def _run_steps(self, name: str, options: Resolved, port: int, user: str, identity: str, host_key: str,
                    progress: Progress, on_step: Callable[..., None] | None) -> None:
-        from mlops_env import engine
-        from mlops_env.state import Endpoint, Record
-        from mlops_env.steps import Facts, StepContext
-        from mlops_env.steps.builtin import workstation_steps
-        from mlops_env.transport.ssh import SSHTransport
+        from mlops_env.state import Endpoint
 
         ep = Endpoint(host="127.0.0.1", port=port, user=user, identity_file=identity,
                       host_key_alias=builder_name(name))
-        record = Record(name=f"image-build-{name}", provider="docker", alias=builder_name(name))
-        progress(f"connecting to the builder ({user}@127.0.0.1:{port})")
-        transport = SSHTransport(ep.host, ep.port, ep.user, ep.identity_file, host_key,
-                                 timeout=options["ssh_timeout"], label=builder_name(name))
+        transport = connect_builder(ep, host_key, options["ssh_timeout"], progress)
         try:
-            steps = workstation_steps(options["smoke_test"], False)  # no idle agent, no ssh config
-            ctx = StepContext(transport=transport, facts=Facts({}), options=options, record=record,
-                              paths=self.paths, endpoint=ep)
-            plan = engine.gather(ctx, steps)
-            engine.apply(ctx, plan, jobs=4, on_event=on_step, abort=transport.close)
+            run_steps(self.paths, name, "docker", options, ep, transport, on_step)
         finally:
             transport.close()
 
@@ -377,7 +368,7 @@ class DockerImages:
         with image_lock(self.paths, name):
             image = self._image(name)
             leftovers = self.cleanup(name, progress)
-            _clear_state(self.paths, name)
+            clear_state(self.paths, name)
             if image is None:
                 if leftovers:
                     return {"name": name, "deleted": False, "removed": leftovers,
@@ -430,7 +421,34 @@ class DockerImages:
         return image_tag(ref), f"from image {ref}"
 
 
-def _check_terms(options: Resolved) -> None:
+def connect_builder(ep: Any, host_key: str, timeout: float, progress: Progress) -> Any:
+    """One SSH connection to a builder, its host key pinned (from the Docker API, or the key
+    this run handed over in an EC2 builder's user data)."""
+    from mlops_env.transport.ssh import SSHTransport
+
+    progress(f"connecting to the builder ({ep.user}@{ep.host}:{ep.port})")
+    return SSHTransport(ep.host, ep.port, ep.user, ep.identity_file, host_key, timeout=timeout,
+                        label=ep.host_key_alias)
+
+
+def run_steps(paths: Paths, name: str, provider: str, options: Resolved, ep: Any, transport: Any,
+              on_step: Callable[..., None] | None) -> None:
+    """The workstation steps of ``up`` on a builder: base, docker, conda, the smoke test's
+    program and data; not the idle agent, not the SSH config."""
+    from mlops_env import engine
+    from mlops_env.state import Record
+    from mlops_env.steps import Facts, StepContext
+    from mlops_env.steps.builtin import workstation_steps
+
+    record = Record(name=f"image-build-{name}", provider=provider, alias=ep.host_key_alias)
+    steps = workstation_steps(options["smoke_test"], False)  # no idle agent, no ssh config
+    ctx = StepContext(transport=transport, facts=Facts({}), options=options, record=record,
+                      paths=paths, endpoint=ep)
+    plan = engine.gather(ctx, steps)
+    engine.apply(ctx, plan, jobs=4, on_event=on_step, abort=transport.close)
+
+
+def check_terms(options: Resolved) -> None:
     """Anaconda's terms are accepted up front (there is no one to ask in a builder): refused
     before anything is made."""
     from mlops_env.errors import PrereqError
