@@ -95,7 +95,10 @@ def test_build_makes_a_tagged_builder_captures_it_and_removes_it(ec2: Any) -> No
     assert data["monthly_cost_usd"] == round(data["snapshot_gb"] * 0.05, 2) and data["snapshot_gb"] == 15
     assert data["builder"]["instance_type"] == "t3.xlarge" and data["builder"]["hourly_usd"] > 0
     # costs shown before anything is made (storage) and for the builder
-    assert any("at most $1.50/month" in m for m in msgs), msgs
+    assert any("at most $1.50/month" in m for m in msgs), msgs  # 30 GB (--disk-gb) x $0.05
+    assert data["storage_estimate"]["usd_per_month_at_most"] == 1.5
+    assert msgs.index(next(m for m in msgs if "at most $1.50/month" in m)) < \
+        msgs.index(next(m for m in msgs if m.startswith("launching builder")))  # shown before anything is made
     assert any(m.startswith("builder compute while it runs: t3.xlarge") for m in msgs), msgs
     left = image_build_tagged(ec2)
     assert left["instances"] == [] and left["security_groups"] == [] and left["key_pairs"] == []

@@ -105,6 +105,7 @@ class Ec2ImageBuild:
         validate_image_name(self.name)
         check_terms(options)
         with image_lock(self.paths, self.name):
+            remember_region(self.paths, self.aws.region)  # `image list` looks there without --region
             prior = read_state(self.paths, self.name)
             prior = prior if prior and prior.get("provider") == "ec2" and prior.get("region") == self.aws.region else None
             existing = [i for i in self.images.images() if i.get("State") in ("available", "pending")]
@@ -213,6 +214,7 @@ class Ec2ImageBuild:
         clear_state(self.paths, self.name)
         data = {**self.describe(self.images.image()), "action": "created"}
         data["builder"] = {"instance_type": itype, "hourly_usd": price.hourly, "hourly_source": price.hourly_source}
+        data["storage_estimate"] = {**est, "shown": "before the build"}
         return data
 
     def _steps(self, ep: Any, host_key: str, options: Resolved, progress: Progress,

@@ -129,7 +129,7 @@ def build_ec2(
 
     def body(ui: Any) -> Any:
         from mlops_env import config as cfg
-        from mlops_env.aws.imagebuild import Ec2ImageBuild, remember_region
+        from mlops_env.aws.imagebuild import Ec2ImageBuild
         from mlops_env.aws.session import Aws
         from mlops_env.cli.progress import StepView
         from mlops_env.images import check_terms, validate_image_name
@@ -144,7 +144,6 @@ def build_ec2(
         with view:
             if not ui.json_mode:
                 ui.console.print(f"[bold]mlops-env image build ec2 {name}[/bold] in {aws.region}")
-            remember_region(paths, aws.region)
             data = Ec2ImageBuild(paths, aws, name, warn=ui.warn).build(opts, view.progress, on_step=view.step)
         if not ui.json_mode:
             b = data.get("builder") or {}
