@@ -186,7 +186,7 @@ class InstanceStandIn:
                 self.docker.api.commit(tmp["Id"], repository=AMI_REPO, tag=inst["InstanceId"])
             finally:
                 self.docker.api.remove_container(tmp["Id"], force=True)
-        self.docker.images.remove(base.id, force=True)
+        self.docker.images.remove(f"{AMI_REPO}:{inst['InstanceId']}-root")  # untag: the layer stays as the parent
         self.captured = tag
         self.events.append(f"captured the disk of {inst['InstanceId']} as {tag}")
 

@@ -74,9 +74,10 @@ def _leaks(image: str, pubkey_b64: str) -> dict[str, list[str]]:
 def test_image_build_ec2_then_up_from_image_is_unchanged_and_clean(
         make_user: Any, moto_server: Any, docker_engine: Any, cloudinit_image: Any, standin_conda_installer: Any) -> None:
     ec2 = moto_server.client()
-    made: list[str] = []
+    made: list[Any] = []
     try:
         with InstanceStandIn(docker_engine, ec2, f"image-build.{NAME}", capture=True) as builder:
+            made.append(builder)
             url = builder.put_file(standin_conda_installer.path)  # the AMI's own mirror file
             u = make_user(ssh_target=f"127.0.0.1:{builder.port}")
             boot = ("--smoke-test", "sample", "--conda-installer", url, "--conda-sha256",
@@ -94,7 +95,6 @@ def test_image_build_ec2_then_up_from_image_is_unchanged_and_clean(
             assert img["ImageId"] == data["id"] and tags(img)["mlops-env:image:distribution"] == "anaconda"
             assert left["snapshots"] and all(tags(s)["mlops-env:image-build"] == NAME for s in left["snapshots"])
             captured = builder.wait_captured()
-            made.append(captured)
 
         # 2. The captured disk (what the AMI holds) is generalized.
         (pubfile,) = u.root.rglob("keys/id_ed25519.pub")  # mlops-env's own client key
@@ -140,6 +140,8 @@ def test_image_build_ec2_then_up_from_image_is_unchanged_and_clean(
             assert u.mlops("--json", "down", WS, "--yes").code == 0
             assert not box.errors, box.errors
     finally:
-        for tag in made:
-            subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)  # noqa: S603,S607
-        assert AMI_REPO  # (images of this run only: tagged with its own instance ids)
+        # Only this run's captured disks (tagged with its own builder's instance ids).
+        for b in made:
+            for iid in b.booted:
+                for tag in (f"{AMI_REPO}:{iid}", f"{AMI_REPO}:{iid}-root"):
+                    subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)  # noqa: S603,S607
