@@ -232,6 +232,10 @@ def test_up_from_an_ami_id_and_auto(ec2: Any) -> None:
     h.up("dave", from_image="auto", python_dist="miniconda", accept_anaconda_tos=True)
     assert tagged(ec2, "dave")["instances"][0]["ImageId"] == seed.NOBLE_AMD64
     assert any("a fresh bootstrap" in m for m in h.progress), h.progress
+    # --from-image only matters for a new instance: said so, nothing replaced
+    h.up("dave", from_image=NAME, python_dist="miniconda", accept_anaconda_tos=True)
+    assert any("applies only to a new instance" in w for w in h.warnings), h.warnings
+    assert [i["ImageId"] for i in tagged(ec2, "dave")["instances"]] == [seed.NOBLE_AMD64]
 
 
 def test_from_image_refusals_make_nothing(ec2: Any) -> None:

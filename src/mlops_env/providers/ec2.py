@@ -362,6 +362,12 @@ class Ec2Provider(Provider):
         if src.get("instance_type", "default") != "default" and options["instance_type"] != inst.get("InstanceType"):
             self.warn(f"{inst['InstanceId']} is a {inst.get('InstanceType')}; --instance-type "
                       f"{options['instance_type']} applies only to a new instance (`mlops-env down` first)")
+        from mlops_env.aws.ec2 import tags_of
+
+        ref, had = options.get("from_image"), tags_of(inst).get(TAG_FROM_IMAGE)
+        if ref and src.get("from_image", "default") == "flag" and ref not in (had, inst.get("ImageId"), "auto"):
+            self.warn(f"{inst['InstanceId']} exists (from {had or inst.get('ImageId')}); --from-image {ref} applies "
+                      "only to a new instance (`mlops-env down` first)")
         is_spot = inst.get("InstanceLifecycle") == "spot"
         if src.get("spot", "default") != "default" and bool(options["spot"]) != is_spot:
             self.warn(f"{inst['InstanceId']} is {'a spot' if is_spot else 'an on-demand'} instance; --spot/--on-demand "
