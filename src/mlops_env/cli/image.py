@@ -194,16 +194,16 @@ def list_cmd(ctx: typer.Context, region: Region = None, profile: Profile = None)
                 rows += DockerImages(paths).list()
             except MlopsError as e:
                 ui.warn(f"Docker images not listed: {e.message}")
-        for r in _ec2_regions(paths, region):
+        for where in _ec2_regions(paths, region):
             from mlops_env.aws.imagebuild import list_images
             from mlops_env.aws.session import Aws
 
             try:
-                rows += list_images(Aws(r, profile))
+                rows += list_images(Aws(where, profile))
             except MlopsError as e:
                 if region:
                     raise
-                ui.warn(f"EC2 images in {r} not listed: {e.message}")
+                ui.warn(f"EC2 images in {where} not listed: {e.message}")
         if not ui.json_mode:
             if not rows:
                 ui.out.print("no images (build one: mlops-env image build docker|ec2 NAME)")
