@@ -17,7 +17,7 @@ from mlops_env.aws.imagebuild import Ec2ImageBuild, builder_name, list_images
 from mlops_env.aws.images import Ec2Images
 from mlops_env.aws.session import Aws
 from mlops_env.errors import BusyError, MlopsError, NotFoundError, UsageError
-from mlops_env.images import read_state, write_state
+from mlops_env.images import read_state
 from mlops_env.paths import get_paths
 
 NAME = "course-2026"
@@ -262,11 +262,33 @@ def test_from_image_refusals_make_nothing(ec2: Any) -> None:
 # ------------------------------------------------------------------------- delete
 
 
-def test_delete_removes_image_snapshots_and_a_killed_builder(ec2: Any) -> None:
+def test_delete_after_a_killed_build_removes_the_builder_and_the_state(ec2: Any) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from mlops_env.cli import app
+
+    def steps(*a: Any) -> None:
+        raise Killed()
+
+    with pytest.MonkeyPatch.context() as mp:
+        _no_cleanup(mp)
+        with pytest.raises(Killed):
+            build(steps=steps)
+    assert len(image_build_tagged(ec2)["instances"]) == 1 and read_state(get_paths(), NAME)
+    r = CliRunner().invoke(app, ["--json", "image", "delete", NAME, "--region", "eu-west-1"])  # no image: no question
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 0, doc
+    assert doc["data"]["deleted"] is False and any("instance" in x for x in doc["data"]["removed"])
+    assert all(v == [] for v in image_build_tagged(ec2).values())
+    assert read_state(get_paths(), NAME) is None
+
+
+def test_delete_removes_every_image_of_the_name_and_its_snapshots(ec2: Any) -> None:
     data, _ = build()
-    # a later killed build's builder with the same name tag (as a killed run would leave)
-    write_state(get_paths(), NAME, "steps", provider="ec2", region="eu-west-1", build_id="x")
     imgs = Ec2Images(Aws("eu-west-1", None), NAME)
     out = imgs.delete(lambda m: None)
     assert f"image {data['id']}" in out["removed"]
+    assert all(f"snapshot {sid}" in out["removed"] for sid in data["snapshots"])
     assert all(v == [] for v in image_build_tagged(ec2).values())
