@@ -145,3 +145,45 @@ def test_image_build_ec2_then_up_from_image_is_unchanged_and_clean(
             for iid in b.booted:
                 for tag in (f"{AMI_REPO}:{iid}", f"{AMI_REPO}:{iid}-root"):
                     subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)  # noqa: S603,S607
+
+
+def test_image_build_ec2_killed_during_the_steps_is_cleaned_by_image_delete(
+        make_user: Any, moto_server: Any, docker_engine: Any, cloudinit_image: Any) -> None:
+    """SIGKILL of the installed CLI while the builder runs the steps (a real box, a real SSH
+    session): the builder's instance, key pair and security group stay, tagged; `image delete`
+    finds and removes them and the phase file, and verifies that nothing tagged remains."""
+    import json
+    import signal
+    import time
+
+    name = "killed-e2e"
+    ec2 = moto_server.client()
+    with InstanceStandIn(docker_engine, ec2, f"image-build.{name}") as builder:
+        u = make_user(ssh_target=f"127.0.0.1:{builder.port}")
+        proc = u.popen("--json", "image", "build", "ec2", name, "--python-dist", "miniforge", "--smoke-test", "off",
+                       "--ssh-timeout", "120")
+        state = u.root / "images" / f"{name}.json"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if state.exists() and json.loads(state.read_text()).get("phase") == "steps" and builder.booted:
+                time.sleep(3)  # into the steps over SSH
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, u.wait(proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        f = [{"Name": "tag:mlops-env:image-build", "Values": [name]}]
+        live = [i for r in ec2.describe_instances(Filters=[*f, {"Name": "instance-state-name", "Values": ["running"]}])
+                ["Reservations"] for i in r["Instances"]]
+        assert len(live) == 1 and json.loads(state.read_text())["phase"] == "steps"
+
+        d = u.mlops("--json", "image", "delete", name, "--region", "eu-west-1", "--yes")
+        assert d.code == 0, d.stdout + d.stderr
+        assert d.data["deleted"] is False and any("instance" in x for x in d.data["removed"]), d.data
+        assert d.data["verified"] == f"nothing tagged mlops-env:image-build={name} remains in eu-west-1"
+        left = {k: v for k, v in {
+            "instances": [i for r in ec2.describe_instances(Filters=[*f, {"Name": "instance-state-name", "Values": [
+                "pending", "running", "stopping", "stopped"]}])["Reservations"] for i in r["Instances"]],
+            "groups": ec2.describe_security_groups(Filters=f)["SecurityGroups"],
+            "key_pairs": ec2.describe_key_pairs(Filters=f)["KeyPairs"]}.items() if v}
+        assert left == {} and not state.exists()
