@@ -4,7 +4,8 @@
 # to one machine or one person: SSH host keys, every authorized_keys (mlops-env's key too),
 # shell histories, the downloaded conda installer, apt lists, idle-agent settings and state,
 # credentials of any kind, the smoke test's "passed" stamp and report (the next workstation runs
-# the smoke test itself), cloud-init instance state and the machine id. Kept: the installed
+# the smoke test itself), cloud-init instance state and seed (`cloud-init clean --logs --seed`:
+# the next boot is a first boot) and the machine id. Kept: the installed
 # packages, Docker, conda and its libraries, the smoke program and its data cache.
 # Idempotent. Prints one line per area; exits non-zero only when a removal fails.
 set -euo pipefail
@@ -27,7 +28,10 @@ echo "mlops: apt lists removed"
 rm -rf /etc/mlops-env/idle-stop.conf /var/lib/mlops-env/idle-stop
 echo "mlops: idle-agent settings and state removed"
 if command -v cloud-init >/dev/null 2>&1; then
-  cloud-init clean --logs >/dev/null 2>&1 || true
+  # The next boot is a first boot (host keys and the login key from that instance's data).
+  # --seed: a NoCloud seed (the builder's user data, with its host key) must not travel either.
+  cloud-init clean --logs --seed >/dev/null 2>&1 || cloud-init clean --logs >/dev/null 2>&1 || true
+  rm -rf /var/lib/cloud/instances /var/lib/cloud/instance /var/lib/cloud/seed /var/log/cloud-init*.log
   echo "mlops: cloud-init state cleaned"
 fi
 rm -rf /tmp/* /var/tmp/*

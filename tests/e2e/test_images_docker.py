@@ -161,8 +161,8 @@ def test_up_from_image_passes_smoke_with_base_docker_conda_unchanged(built: tupl
 
 def test_from_image_auto_picks_the_current_image_of_the_same_base(built: tuple[Env, Any, Any], tmp_path: Any) -> None:
     from mlops_env import config as cfg
-    from mlops_env.images import DockerImages
     from mlops_env.paths import Paths
+    from mlops_env.providers.docker.images import DockerImages
 
     env, run, mirror = built
     assert run.code == 0, str(run)

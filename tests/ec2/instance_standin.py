@@ -30,6 +30,7 @@ import yaml
 # ----------------------------------------------------------------------------- real cloud-init
 
 _NOCLOUD = "/var/lib/cloud/seed/nocloud"
+AMI_REPO = "mlops-env-test/ami-standin"  # an instance's captured disk, tagged with its instance id
 # Socket activation as on Ubuntu 22.10+: sshd is not started at boot, ssh.socket listens and
 # starts it on the first connection. Set before the first boot, like an image would have it.
 _SOCKET_VARIANT = "systemctl disable ssh.service >/dev/null 2>&1; systemctl enable ssh.socket >/dev/null 2>&1; "
@@ -55,11 +56,11 @@ class InstanceStandIn:
     cloud-init's key writing.
     """
 
-    def __init__(self, docker: Any, ec2: Any, name: str, *, socket_activated: bool = False) -> None:
-        import os
+    def __init__(self, docker: Any, ec2: Any, name: str, *, socket_activated: bool = False,
+                 capture: bool = False) -> None:
         import socket
 
-        from images.build import CLOUDINIT_IMAGE, TEST_LABEL, ensure_cloudinit_image
+        from images.build import CLOUDINIT_IMAGE, ensure_cloudinit_image
 
         self.docker, self.ec2, self.name, self.socket_activated = docker, ec2, name, socket_activated
         ensure_cloudinit_image(docker)
@@ -75,22 +76,32 @@ class InstanceStandIn:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._probe_thread: threading.Thread | None = None
-        from docker.types import Mount
+        self.capture = capture
+        self.captured: str | None = None  # the docker image of this instance's disk, once stopped
+        self.image = CLOUDINIT_IMAGE
+        self.container_id = self._create_container(CLOUDINIT_IMAGE)
 
+    def _create_container(self, image: str) -> str:
+        import os
+
+        from docker.types import Mount
+        from images.build import TEST_LABEL
+
+        docker = self.docker
         hc = docker.api.create_host_config(
             cap_add=["ALL"], cap_drop=["SYS_RESOURCE"], security_opt=["seccomp=unconfined", "apparmor=unconfined"],
             cgroupns="private", tmpfs={"/run": "", "/run/lock": ""},
             mounts=[Mount(target="/var/lib/docker", source=None, type="volume")],
             port_bindings={22: ("127.0.0.1", self.port)})
         hc["MaskedPaths"], hc["ReadonlyPaths"] = [], []
-        entry = ["/bin/sh", "-c", (_SOCKET_VARIANT if socket_activated else "") + 'exec /usr/local/sbin/vm-init-cloud "$@"',
+        entry = ["/bin/sh", "-c", (_SOCKET_VARIANT if self.socket_activated else "") + 'exec /usr/local/sbin/vm-init-cloud "$@"',
                  "vm-init"]
         resp = docker.api.create_container(
-            CLOUDINIT_IMAGE, name=f"mlops-env-test-ci-{os.getpid()}-{int(time.time() * 1000) % 10**8}",
+            image, name=f"mlops-env-test-ci-{os.getpid()}-{int(time.time() * 1000) % 10**8}",
             hostname="ip-10-0-0-7", detach=True, ports=[22], stop_signal="SIGRTMIN+3", host_config=hc,
             entrypoint=entry, labels={TEST_LABEL: "1", f"{TEST_LABEL}.pid": str(os.getpid()),
                                       f"{TEST_LABEL}.created": str(int(time.time())), f"{TEST_LABEL}.role": "vm"})
-        self.container_id = resp["Id"]
+        return str(resp["Id"])
 
     # -- context -----------------------------------------------------------------------------
     def __enter__(self) -> InstanceStandIn:
@@ -120,7 +131,12 @@ class InstanceStandIn:
         res = self.ec2.describe_instances(Filters=[{"Name": "tag:mlops-env:name", "Values": [self.name]}])
         insts = [i for r in res["Reservations"] for i in r["Instances"]]
         running = [i for i in insts if i["State"]["Name"] == "running"]
-        if running and not self.booted:
+        # moto stops and terminates at once: the disk is captured even when the tick sees the
+        # builder only terminated (nothing ran on it after its stop, so it is the same disk).
+        stopped = [i for i in insts if i["State"]["Name"] in ("stopped", "shutting-down", "terminated")]
+        if self.capture and stopped and not running and self.booted and not self.captured:
+            self._capture(stopped[0])
+        elif running and not self.booted:
             self._first_boot(running[0])
         elif running and not self.running:
             self._sshd("start")
@@ -144,9 +160,73 @@ class InstanceStandIn:
                                "public-keys": [kp["PublicKey"].strip()]})
         return {"user-data": user_data, "meta-data": meta}
 
+    # -- images (CreateImage / RunInstances of that image) ------------------------------------------
+    def _capture(self, inst: dict[str, Any]) -> None:
+        """The instance stopped: its OS shut down (the container stops) and its disk is what a
+        CreateImage snapshots. Captured as the docker image ``AMI_REPO:<instance id>``: the
+        container's filesystem plus its /var/lib/docker volume (on EC2 that is on the root disk
+        too), so RunInstances of the AMI made from this instance boots exactly this disk."""
+        import tempfile
+
+        c = self.docker.containers.get(self.container_id)
+        self.running = False
+        c.stop(timeout=60)
+        self.events.append(f"{inst['InstanceId']} shut down")
+        tag = f"{AMI_REPO}:{inst['InstanceId']}"
+        base = c.commit(repository=AMI_REPO, tag=f"{inst['InstanceId']}-root")
+        with tempfile.TemporaryFile() as tf:
+            stream, _ = c.get_archive("/var/lib/docker")
+            for chunk in stream:
+                tf.write(chunk)
+            tf.seek(0)
+            tmp = self.docker.api.create_container(base.id, entrypoint=["/bin/true"])
+            try:
+                if not self.docker.api.put_archive(tmp["Id"], "/var/lib", tf):
+                    raise RuntimeError("copying /var/lib/docker into the image failed")
+                self.docker.api.commit(tmp["Id"], repository=AMI_REPO, tag=inst["InstanceId"])
+            finally:
+                self.docker.api.remove_container(tmp["Id"], force=True)
+        self.docker.images.remove(f"{AMI_REPO}:{inst['InstanceId']}-root")  # untag: the layer stays as the parent
+        self.captured = tag
+        self.events.append(f"captured the disk of {inst['InstanceId']} as {tag}")
+
+    def wait_captured(self, timeout: float = 120) -> str:
+        deadline = time.monotonic() + timeout
+        while not self.captured and time.monotonic() < deadline and not self.errors:
+            time.sleep(0.2)
+        assert self.captured, (self.errors, self.events)
+        return self.captured
+
+    def _image_for(self, inst: dict[str, Any]) -> str | None:
+        """The captured disk behind the instance's AMI, found as on AWS: the AMI's snapshot says
+        ``Created by CreateImage(i-...) for ami-...``."""
+        import re
+
+        imgs = self.ec2.describe_images(ImageIds=[inst["ImageId"]])["Images"]
+        snaps = [b["Ebs"]["SnapshotId"] for i in imgs for b in i.get("BlockDeviceMappings") or []
+                 if (b.get("Ebs") or {}).get("SnapshotId")]
+        for s in self.ec2.describe_snapshots(SnapshotIds=snaps)["Snapshots"] if snaps else []:
+            m = re.match(r"Created by CreateImage\((i-[0-9a-f]+)\)", s.get("Description") or "")
+            if m:
+                tag = f"{AMI_REPO}:{m.group(1)}"
+                try:
+                    self.docker.images.get(tag)
+                    return tag
+                except Exception:  # noqa: BLE001 - not captured: an AMI of no stand-in
+                    return None
+        return None
+
     def _first_boot(self, inst: dict[str, Any]) -> None:
         import io
         import tarfile
+
+        image = self._image_for(inst)
+        if image:
+            # RunInstances of an image made from a stand-in: boot that disk instead.
+            self.docker.api.remove_container(self.container_id, force=True, v=True)
+            self.container_id = self._create_container(image)
+            self.image = image
+            self.events.append(f"{inst['InstanceId']} boots {inst['ImageId']} = {image}")
 
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tf:

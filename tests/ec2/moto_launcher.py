@@ -190,6 +190,7 @@ def main() -> None:
     from werkzeug.serving import make_server
 
     seed.seed_ssm_in_process()
+    seed.patch_create_image_snapshot_tags()
     app = FaultMiddleware(DomainDispatcherApplication(create_backend_app))
     server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     signal.signal(signal.SIGTERM, lambda *a: threading.Thread(target=server.shutdown).start())

@@ -86,3 +86,26 @@ def seed_amis_in_process(regions: tuple[str, ...] = REGIONS) -> None:
             kw = dict(a)
             kw["creation_date"] = default_timestamp_parser(kw["creation_date"])
             backend.amis[a["ami_id"]] = Ami(backend, **kw)
+
+
+def patch_create_image_snapshot_tags() -> None:
+    """moto's CreateImage raises NotImplementedError for a ``snapshot`` TagSpecification, which
+    AWS supports (the snapshots get the tags at creation): model it on the stand-in. Idempotent."""
+    from moto.ec2.models import EC2Backend
+
+    if getattr(EC2Backend.create_image, "_mlops_patched", False):
+        return
+    real = EC2Backend.create_image
+
+    def create_image(self: Any, instance_id: str, name: str, description: str,
+                     tag_specifications: list[dict[str, Any]]) -> Any:
+        snap_tags = [t for s in tag_specifications if s["ResourceType"] == "snapshot" for t in s["Tags"]]
+        ami = real(self, instance_id, name, description,
+                   [s for s in tag_specifications if s["ResourceType"] != "snapshot"])
+        ids = [ami.ebs_snapshot.id] if getattr(ami, "ebs_snapshot", None) else []
+        if snap_tags and ids:
+            self.create_tags(ids, {t["Key"]: t["Value"] for t in snap_tags})
+        return ami
+
+    create_image._mlops_patched = True  # type: ignore[attr-defined]
+    EC2Backend.create_image = create_image  # type: ignore[method-assign]

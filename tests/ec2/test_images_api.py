@@ -33,23 +33,12 @@ def _tags(resource: dict[str, Any]) -> dict[str, str]:
 
 @pytest.fixture
 def snapshot_tag_specs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto's CreateImage raises NotImplementedError for a ``snapshot`` TagSpecification, which
-    AWS supports (the snapshots get the tags at creation): model it on the stand-in."""
+    """moto's CreateImage refuses a ``snapshot`` TagSpecification, which AWS supports: modelled
+    on the stand-in (seed.py), undone after the test."""
     from moto.ec2.models import EC2Backend
 
-    real = EC2Backend.create_image
-
-    def create_image(self: Any, instance_id: str, name: str, description: str,
-                     tag_specifications: list[dict[str, Any]]) -> Any:
-        snap_tags = [t for s in tag_specifications if s["ResourceType"] == "snapshot" for t in s["Tags"]]
-        ami = real(self, instance_id, name, description,
-                   [s for s in tag_specifications if s["ResourceType"] != "snapshot"])
-        ids = [ami.ebs_snapshot.id] if getattr(ami, "ebs_snapshot", None) else []
-        if snap_tags and ids:
-            self.create_tags(ids, {t["Key"]: t["Value"] for t in snap_tags})
-        return ami
-
-    monkeypatch.setattr(EC2Backend, "create_image", create_image)
+    monkeypatch.setattr(EC2Backend, "create_image", EC2Backend.create_image)
+    seed.patch_create_image_snapshot_tags()
 
 
 @pytest.fixture

@@ -317,6 +317,7 @@ def up_ssh(
     mlops-env up ec2 course --region eu-west-1 --accept-anaconda-tos
     mlops-env up ec2 course --spot --idle-stop 30m --max-hours 8
     mlops-env up ec2 course --dry-run          # the plan and its price; nothing is made
+    mlops-env up ec2 alice --from-image course-2026   # from a prebuilt image (`image build ec2`)
     """)
 def up_ec2(
     ctx: typer.Context,
@@ -347,6 +348,10 @@ def up_ec2(
     forward: Forward = None, ssh_timeout: SshTimeout = None, config: ConfigFile = None,
     dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 4,
     idle_stop: IdleStop = None, max_hours: MaxHours = None, serve: Serve = None,
+    from_image: Annotated[str | None, typer.Option(
+        "--from-image", metavar="IMAGE|ami-...|auto",
+        help="Boot a new instance from a prebuilt image (`mlops-env image build ec2`) or AMI; auto: the "
+        "newest image of today's recipe in the region, else a fresh bootstrap. Every step is still checked.")] = None,
 ) -> None:
     """A workstation on an AWS EC2 instance. SSH only from your IP, host key pinned before the
     first connection, encrypted disk, idle stop after 60 minutes; stop/start/down manage its

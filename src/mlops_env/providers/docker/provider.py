@@ -285,7 +285,7 @@ class DockerProvider(Provider):
         image, images.py) or the workstation image of the base; and the prebuilt image's name."""
         ref = options.get("from_image")
         if ref:
-            from mlops_env.images import DockerImages
+            from mlops_env.providers.docker.images import DockerImages
 
             tag, how = DockerImages(self.paths, provider=self).resolve_for_up(ref, options)
             progress(how)

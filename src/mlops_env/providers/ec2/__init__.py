@@ -7,6 +7,8 @@
 - ``pricing``: hourly and disk prices (AWS Pricing API, dated fallback table).
 - ``netinfo``: the caller's public IP for the SSH rule, CIDR checks, the test address map.
 - ``cloudinit``: the user data that installs the host key we generated.
+- ``images``/``imagebuild``: prebuilt workstation images (AMIs): the API layer, and the
+  builder instance of ``image build ec2``, ``image list`` and ``up ec2 --from-image``.
 
 boto3 is imported inside functions only: ``mlops-env --help`` must not load it.
 """
@@ -20,6 +22,8 @@ TOOL_VALUE = "mlops-env"
 TAG_HOST_KEY = "mlops-env:host-key"  # instance only: the public host key we generated (pinned)
 TAG_KEY_FP = "mlops-env:key-fingerprint"  # key pair only: which client key was imported
 TAG_VERSION = "mlops-env:version"
+TAG_IMAGE_BUILD = "mlops-env:image-build"  # every resource of an image build, and the image itself
+TAG_FROM_IMAGE = "mlops-env:from-image"  # instance only: the prebuilt image it was started from
 
 
 def resource_name(name: str) -> str:

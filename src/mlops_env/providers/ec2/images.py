@@ -2,8 +2,8 @@
 instance as an AMI (image and snapshots tagged at creation), find, share, copy and delete them,
 and their snapshot storage cost. Every resource carries ``mlops-env:image-build=NAME``.
 
-Not wired to the CLI yet: ``image build ec2`` (the builder instance running the workstation
-steps) is not implemented; this module is what it will call. Tested on moto.
+The builder itself (the instance running the workstation steps) is ``providers/ec2/imagebuild.py``.
+Tested on moto.
 """
 
 from __future__ import annotations
@@ -13,18 +13,20 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops_env import __version__
 from mlops_env.errors import MlopsError, NotFoundError, UsageError
-from mlops_env.providers.ec2 import TAG_TOOL, TAG_VERSION, TOOL_VALUE
+from mlops_env.providers.ec2 import TAG_IMAGE_BUILD, TAG_TOOL, TAG_VERSION, TOOL_VALUE
 from mlops_env.providers.ec2.session import Aws, aws_code, poll
+
+if TYPE_CHECKING:
+    from mlops_env.providers.ec2.resources import Ec2
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 
-TAG_IMAGE_BUILD = "mlops-env:image-build"
 TAG_RECIPE_PREFIX = "mlops-env:image:"
 ACCOUNT_RE = re.compile(r"^\d{12}$")
 #: EBS snapshot storage, standard tier, USD per GB-month (https://aws.amazon.com/ebs/pricing/,
@@ -84,6 +86,9 @@ class Ec2Images:
         out = [f"image {i['ImageId']}" for i in self.images()]
         out += [f"snapshot {s['SnapshotId']}" for s in self.snapshots()]
         out += [f"builder instance {i['InstanceId']}" for i in self.builders()]
+        b = builder_ec2(self.aws, self.name)
+        out += [f"builder security group {g['GroupId']}" for g in b.security_groups()]
+        out += [f"builder key pair {k.get('KeyName')}" for k in b.key_pairs()]
         return out
 
     @staticmethod
@@ -108,13 +113,18 @@ class Ec2Images:
                             TagSpecifications=[{"ResourceType": "image", "Tags": tags},
                                                {"ResourceType": "snapshot", "Tags": tags}])
         image_id = str(res["ImageId"])
+        self.wait_available(image_id, progress, timeout=timeout)
+        return image_id
+
+    def wait_available(self, image_id: str, progress: Progress, *, timeout: float = 1800) -> None:
+        if self._image_state(image_id) != "available":
+            progress(f"waiting for image {image_id} to be available")
         poll(lambda: self._image_state(image_id), lambda s: s in ("available", "failed"), timeout=timeout,
              what=f"image {image_id} to be available")
         if self._image_state(image_id) == "failed":
             raise MlopsError(f"AWS could not create image {image_id}",
                              hint=f"`mlops-env image delete {self.name}` removes what is left; then build again",
                              code="image-failed")
-        return image_id
 
     def _instance_state(self, instance_id: str) -> str | None:
         res = self.aws.call("ec2", "describe_instances", InstanceIds=[instance_id])
@@ -178,8 +188,8 @@ class Ec2Images:
     def delete(self, progress: Progress) -> dict[str, Any]:
         """Terminate any builder, deregister every image of the name, delete their snapshots and
         any tagged snapshot, then verify that nothing tagged for the name remains."""
-        removed: list[str] = []
-        builders = [i["InstanceId"] for i in self.builders()]
+        removed: list[str] = [f"builder {r}" for r in builder_ec2(self.aws, self.name).teardown(progress)]
+        builders = [i["InstanceId"] for i in self.builders()]  # tagged by hand, without a name tag
         if builders:
             progress(f"terminating builder {', '.join(builders)}")
             self.aws.call("ec2", "terminate_instances", InstanceIds=builders)
@@ -215,3 +225,15 @@ class Ec2Images:
         return {"snapshot_gb": gb, "usd_per_month_at_most": round(gb * SNAPSHOT_GB_MONTH, 2),
                 "source": f"EBS snapshot standard ${SNAPSHOT_GB_MONTH}/GB-month (aws.amazon.com/ebs/pricing, "
                 "2026-12); billed by the blocks used, so at most this"}
+
+
+def builder_name(name: str) -> str:
+    """The builder's ``mlops-env:name`` (a dot: never a workstation's name)."""
+    return f"image-build.{name}"
+
+
+def builder_ec2(aws: Aws, name: str) -> Ec2:
+    """The builder's EC2 resources (instance, key pair, security group), tagged for the image."""
+    from mlops_env.providers.ec2.resources import Ec2
+
+    return Ec2(aws, builder_name(name), extra_tags={TAG_IMAGE_BUILD: name})

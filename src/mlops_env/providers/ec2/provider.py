@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_env.errors import MlopsError, NotFoundError, UsageError
 from mlops_env.providers import Progress, Provider, Provisioned
-from mlops_env.providers.ec2 import TAG_HOST_KEY, TAG_NAME, TAG_TOOL, TOOL_VALUE, resource_name
+from mlops_env.providers.ec2 import (
+    TAG_FROM_IMAGE,
+    TAG_HOST_KEY,
+    TAG_IMAGE_BUILD,
+    TAG_NAME,
+    TAG_TOOL,
+    TOOL_VALUE,
+    resource_name,
+)
 from mlops_env.ssh.config import alias_for, host_key_alias_for
 from mlops_env.state import Endpoint, Record
 
@@ -125,7 +133,7 @@ class Ec2Provider(Provider):
         t = ec2.type_info(itype)
         zones = ec2.check_offered(itype)
         subnets = ec2.subnets(options.get("subnet"), zones, itype)
-        img = ec2.image(options["ami"], t.arch)
+        img, _ = self._image_for(ec2, options, t.arch, lambda m: None)
         s0 = subnets[0]
         where = f"subnet {s0.id} ({s0.zone}, {'default VPC ' if s0.default_vpc else 'VPC '}{s0.vpc_id})"
         if len(subnets) > 1:
@@ -231,7 +239,7 @@ class Ec2Provider(Provider):
         t = ec2.type_info(itype)
         zones = ec2.check_offered(itype)
         subnets = ec2.subnets(options.get("subnet"), zones, itype)
-        img = ec2.image(options["ami"], t.arch)
+        img, from_image = self._image_for(ec2, options, t.arch, progress)
         price = pricing.price_for(ec2.aws, itype, spot=options["spot"], zone=subnets[0].zone)
         pd["cost"] = price.as_dict(options["disk_gb"])
         progress("price: " + price.describe(options["disk_gb"]))
@@ -254,12 +262,13 @@ class Ec2Provider(Provider):
         Store(self.paths).save(record)
         user_data = cloudinit.user_data(hk)
         del hk  # the private half lives on only in the user data sent to AWS
+        image_tag = {TAG_FROM_IMAGE: from_image} if from_image else None
 
         def args_for(itype_: str, image_root: Any = img) -> Any:
             def build(subnet: Any, token: str) -> dict[str, Any]:
                 return ec2.run_args(image=image_root, instance_type=itype_, subnet=subnet, group_id=group_id,
                                     user_data=user_data, host_key=pd["host_key"], disk_gb=options["disk_gb"],
-                                    spot=options["spot"], token=token)
+                                    spot=options["spot"], token=token, instance_tags=image_tag)
             return build
 
         token_base = pd["launch"]["token_base"]
@@ -277,10 +286,27 @@ class Ec2Provider(Provider):
         pd["instance_id"] = inst["InstanceId"]
         pd["subnet_id"], pd["zone"], pd["vpc_id"] = subnet.id, subnet.zone, subnet.vpc_id
         pd["ami"] = {"id": img.id, "name": img.name, "source": img.source}
+        if from_image:
+            pd["from_image"] = from_image
+        else:
+            pd.pop("from_image", None)
         Store(self.paths).save(record)
         progress(f"waiting for {inst['InstanceId']} to run")
         inst = ec2.wait_state(inst["InstanceId"], ("running",), timeout=STATE_TIMEOUT, what="starting")
         return inst, "created"
+
+    def _image_for(self, ec2: Ec2, options: Resolved, arch: str, progress: Progress) -> tuple[Any, str | None]:
+        """The AMI a new instance boots: ``--from-image`` (a prebuilt image's name, an
+        ``ami-...`` id or ``auto``, providers/ec2/imagebuild.py) or ``--ami``; and the prebuilt image's name."""
+        ref = options.get("from_image")
+        if ref:
+            from mlops_env.providers.ec2.imagebuild import resolve_for_up
+
+            img, how, name = resolve_for_up(ec2, ref, arch, options)
+            progress(how)
+            if img is not None:
+                return img, name
+        return ec2.image(options["ami"], arch), None
 
     def _fallback_type(self, ec2: Ec2, t: Any, subnets: list[Any], token_base: str, args_for: Any,
                        err: MlopsError, options: Resolved, progress: Progress) -> tuple[dict[str, Any], Any]:
@@ -336,6 +362,12 @@ class Ec2Provider(Provider):
         if src.get("instance_type", "default") != "default" and options["instance_type"] != inst.get("InstanceType"):
             self.warn(f"{inst['InstanceId']} is a {inst.get('InstanceType')}; --instance-type "
                       f"{options['instance_type']} applies only to a new instance (`mlops-env down` first)")
+        from mlops_env.providers.ec2.resources import tags_of
+
+        ref, had = options.get("from_image"), tags_of(inst).get(TAG_FROM_IMAGE)
+        if ref and src.get("from_image", "default") == "flag" and ref not in (had, inst.get("ImageId"), "auto"):
+            self.warn(f"{inst['InstanceId']} exists (from {had or inst.get('ImageId')}); --from-image {ref} applies "
+                      "only to a new instance (`mlops-env down` first)")
         is_spot = inst.get("InstanceLifecycle") == "spot"
         if src.get("spot", "default") != "default" and bool(options["spot"]) != is_spot:
             self.warn(f"{inst['InstanceId']} is {'a spot' if is_spot else 'an on-demand'} instance; --spot/--on-demand "
@@ -663,7 +695,7 @@ class Ec2Provider(Provider):
                                         {"Name": "instance-state-name", "Values": list(LIVE_STATES)}])
             for inst in (i for r in res for i in r.get("Instances") or []):
                 name = tags_of(inst).get(TAG_NAME)
-                if not name or name in known:
+                if not name or name in known or TAG_IMAGE_BUILD in tags_of(inst):  # (an image builder)
                     continue
                 rows.append({"name": name, "provider": "ec2", "alias": alias_for(name) if _valid(name) else "-",
                              "address": inst.get("PublicIpAddress") or "-", "state": state_of(inst),

@@ -97,14 +97,17 @@ def state_of(instance: dict[str, Any]) -> str:
 class Ec2:
     """Find, make and remove one workstation's resources (region and credentials from ``aws``)."""
 
-    def __init__(self, aws: Aws, name: str) -> None:
+    def __init__(self, aws: Aws, name: str, *, extra_tags: dict[str, str] | None = None) -> None:
+        """``extra_tags`` go on every resource made (an image builder's ``mlops-env:image-build``)."""
         self.aws = aws
         self.name = name
         self.rname = resource_name(name)
+        self.extra_tags = dict(extra_tags or {})
 
     # -- tags --------------------------------------------------------------------------------
     def tags(self, **extra: str) -> list[dict[str, str]]:
         base = {"Name": self.rname, TAG_NAME: self.name, TAG_TOOL: TOOL_VALUE, TAG_VERSION: __version__}
+        base.update(self.extra_tags)
         base.update(extra)
         return [{"Key": k, "Value": v} for k, v in base.items()]
 
@@ -394,12 +397,13 @@ class Ec2:
 
     # -- launch ----------------------------------------------------------------------------------
     def run_args(self, *, image: Image, instance_type: str, subnet: Subnet, group_id: str,
-                 user_data: str, host_key: str, disk_gb: int, spot: bool, token: str) -> dict[str, Any]:
+                 user_data: str, host_key: str, disk_gb: int, spot: bool, token: str,
+                 instance_tags: dict[str, str] | None = None) -> dict[str, Any]:
         """RunInstances parameters: IMDSv2 required (hop limit 1: containers on the box cannot
         read the metadata service), encrypted gp3 root volume deleted on termination,
         instance-initiated shutdown = stop, tags on the instance, volume and network interface."""
         ktype, kb64 = host_key.split()[:2]
-        specs = [self.tag_spec("instance", **{TAG_HOST_KEY: f"{ktype} {kb64}"}),
+        specs = [self.tag_spec("instance", **{TAG_HOST_KEY: f"{ktype} {kb64}", **(instance_tags or {})}),
                  self.tag_spec("volume"), self.tag_spec("network-interface")]
         kw: dict[str, Any] = {
             "ImageId": image.id, "InstanceType": instance_type, "MinCount": 1, "MaxCount": 1,
