@@ -121,10 +121,10 @@ def refresh_ssh_config(paths: Paths, record: Record) -> bool:
 
 
 def steps_for(options: Resolved, provider: str = "") -> list[Step]:
-    from mlops_env.steps import idlestop
+    from mlops_env.steps import clone, idlestop
 
     return [*workstation_steps(options["smoke_test"], bool(options.get("serve"))),
-            *idlestop.steps_for(provider, options), SshConfigStep()]
+            *clone.steps_for(options), *idlestop.steps_for(provider, options), SshConfigStep()]
 
 
 def connect(paths: Paths, ep: Endpoint, timeout: float) -> Any:
@@ -467,8 +467,13 @@ def _data(record: Record, reports: list[engine.StepReport], ctx: StepContext, pa
 
 def code_command(record: Record) -> str:
     # A provider may name the folder to open (a codespace: its repository under /workspaces).
+    from mlops_env.steps.clone import clone_dir
+
     home = record.provider_data.get("workdir") or (record.provider_data.get("facts") or {}).get("home") or (
         f"/home/{record.endpoint.user}" if record.endpoint else "/")
+    repo = clone_dir(record.options) if not record.provider_data.get("workdir") else None
+    if repo:  # `up --clone`: open the course repository
+        home = f"{home.rstrip('/')}/{repo}"
     return f"code --remote ssh-remote+{record.alias} {home}"
 
 
@@ -537,5 +542,6 @@ def _describe_unchecked(step: Step, opts: Resolved) -> str:
         "conda": f"install {dist} (pinned installer, sha256-verified) and run conda init bash",
         "docker": f"install Docker ({opts['docker_source']} packages) + compose; add the user to the docker group",
         "smoke": f"train the ride-duration model ({opts['smoke_test']} data)",
+        "clone": f"git clone {opts.get('clone')} (only if the folder is absent)",
         "ssh-config": "write the Host block and the Include line in ~/.ssh/config",
     }.get(step.id, step.title)
