@@ -59,6 +59,7 @@ class UpRequest:
     dry_run: bool = False
     jobs: int = 4
     provision_only: bool = False  # make the box exist and write the SSH config; no SSH connection
+    extra_steps: list[Step] = field(default_factory=list)  # a class: the student's keys (classroom.steps)
 
 
 class SshConfigStep(Step):
@@ -264,7 +265,7 @@ def _up(req: UpRequest, record: Record, provider: Any, paths: Paths, store: Stor
     if hasattr(provider, "after_connect"):  # EC2: retire the host key that came in user data
         transport = provider.after_connect(record, transport, events.progress)
     try:
-        steps = steps_for(opts, req.provider)
+        steps = [*steps_for(opts, req.provider), *req.extra_steps]
         ctx = StepContext(transport=transport, facts=Facts({}), options=opts, record=record,
                           paths=paths, endpoint=ep,
                           on_line=lambda sid, line: events.step("line", sid, line=line))

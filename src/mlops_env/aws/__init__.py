@@ -20,6 +20,7 @@ TOOL_VALUE = "mlops-env"
 TAG_HOST_KEY = "mlops-env:host-key"  # instance only: the public host key we generated (pinned)
 TAG_KEY_FP = "mlops-env:key-fingerprint"  # key pair only: which client key was imported
 TAG_VERSION = "mlops-env:version"
+TAG_CLASS = "mlops-env:class"  # a class's workstations (`mlops-env class`): the class name
 
 
 def resource_name(name: str) -> str:

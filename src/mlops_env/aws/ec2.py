@@ -101,10 +101,12 @@ class Ec2:
         self.aws = aws
         self.name = name
         self.rname = resource_name(name)
+        self.extra_tags: dict[str, str] = {}  # a class's workstation: mlops-env:class=CLASS
 
     # -- tags --------------------------------------------------------------------------------
     def tags(self, **extra: str) -> list[dict[str, str]]:
         base = {"Name": self.rname, TAG_NAME: self.name, TAG_TOOL: TOOL_VALUE, TAG_VERSION: __version__}
+        base.update(self.extra_tags)
         base.update(extra)
         return [{"Key": k, "Value": v} for k, v in base.items()]
 

@@ -29,7 +29,7 @@ from mlops_env.errors import ConfigError, NotFoundError
 from mlops_env.state import NAME_RE
 
 TOP_KEYS = ("class", "region", "instance_type", "image", "idle_stop", "max_hours", "repo",
-            "instructor_access", "students")
+            "instructor_access", "allow_cidr", "students")
 STUDENT_KEYS = ("name", "github", "public_key")
 GITHUB_USER_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
 STUDENT_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
@@ -59,6 +59,7 @@ class Roster:
     max_hours: Any = None
     repo: str | None = None
     instructor_access: bool = True
+    allow_cidr: str | None = None  # who may reach SSH; default: the instructor's public IP /32
     lines: dict[str, int] = field(default_factory=dict, compare=False)
 
     def student(self, name: str) -> Student | None:
@@ -67,7 +68,12 @@ class Roster:
     def options(self) -> dict[str, Any]:
         """The ``up ec2`` flags every student's workstation is made with."""
         return {"region": self.region, "instance_type": self.instance_type, "idle_stop": self.idle_stop,
-                "max_hours": self.max_hours, "clone": self.repo, "from_image": self.image}
+                "max_hours": self.max_hours, "clone": self.repo, "from_image": self.image,
+                "allow_cidr": self.allow_cidr}
+
+    def max_hours_value(self) -> float | None:
+        """The uptime cap in hours (None: no cap)."""
+        return float(self.max_hours) if self.max_hours else None
 
 
 def _err(path: Path, line: int, msg: str, hint: str = HINT, code: str = "roster-invalid") -> ConfigError:
@@ -116,7 +122,7 @@ def load(path: Path) -> Roster:
     kw: dict[str, Any] = {}
     from mlops_env import config as cfg
 
-    for key in ("region", "instance_type", "idle_stop", "max_hours"):
+    for key in ("region", "instance_type", "idle_stop", "max_hours", "allow_cidr"):
         got = scalar(key)
         if got is None or got[0] is None:
             continue

@@ -226,6 +226,10 @@ class Ec2Provider(Provider):
         from mlops_env.state import Store
 
         pd = record.provider_data
+        if pd.get("class"):  # `mlops-env class up`: every resource carries the class's tag too
+            from mlops_env.aws import TAG_CLASS
+
+            ec2.extra_tags = {TAG_CLASS: str(pd["class"])}
         itype = options["instance_type"]
         # 1. Everything that can be refused is checked before anything is made.
         t = ec2.type_info(itype)
