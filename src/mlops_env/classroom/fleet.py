@@ -330,10 +330,23 @@ def _one(roster: Roster, paths: Paths, opts: UpOptions, student: str, ws: str, k
 def _box_runner() -> Callable[..., dict[str, Any]]:
     from mlops_env import pipeline
 
-    if os.environ.get(ENV_TEST_BOX) == "ready":
+    seam = os.environ.get(ENV_TEST_BOX)
+    if seam == "ready":
         log.warning("TEST SEAM %s=ready: the box side of every student is a recorded ready answer", ENV_TEST_BOX)
         return _recorded_ready
+    if seam == "provision":
+        log.warning("TEST SEAM %s=provision: the instances are made, no box is contacted", ENV_TEST_BOX)
+        return _provision_only
     return pipeline.up
+
+
+def _provision_only(req: Any, paths: Paths, events: Any) -> dict[str, Any]:
+    """TEST-ONLY: ``up ec2 --provision-only`` for each student (the next ``class up`` finishes them)."""
+    from dataclasses import replace
+
+    from mlops_env import pipeline
+
+    return pipeline.up(replace(req, provision_only=True), paths, events)
 
 
 def _recorded_ready(req: Any, paths: Paths, events: Any) -> dict[str, Any]:
