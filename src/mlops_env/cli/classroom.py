@@ -4,6 +4,7 @@ command bodies). See docs/class.md."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,7 +29,7 @@ class_app = typer.Typer(
 app.add_typer(class_app, name="class")
 
 RosterArg = Annotated[Path, typer.Argument(metavar="ROSTER", help="The class roster (YAML; docs/class.md).")]
-Jobs = Annotated[int, typer.Option("--jobs", min=1, max=32, help="Workstations set up at once (default 8).")]
+Jobs = Annotated[int, typer.Option("--jobs", min=1, max=32, metavar="N", help="Workstations set up at once (1..32, default 8).")]
 
 
 def _roster(path: Path) -> Any:
@@ -37,7 +38,7 @@ def _roster(path: Path) -> Any:
     return load(path)
 
 
-def _table(ui: Any, head: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def _table(ui: Any, head: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     from mlops_env.cli.lifecycle import _plain_table
     from mlops_env.output import literal
 
