@@ -437,7 +437,7 @@ def status(roster: Roster, paths: Paths) -> dict[str, Any]:
         cost = info.get("cost_so_far_usd") or {}
         total = sum(v for v in cost.values() if v is not None) if cost else None
         smoke = (rec.steps.get("smoke") or {}).get("status")
-        idle = (rec.provider_data.get("idle") or {}).get("idle_for")
+        idle = None  # on the box (idle agent): not read here, the class commands never SSH
         return {**row, "state": info.get("state"), "phase": rec.phase, "ip": info.get("public_ip"),
                 "uptime_seconds": info.get("uptime_seconds"), "idle_for": idle,
                 "cost_so_far_usd": None if total is None else round(total, 4),
