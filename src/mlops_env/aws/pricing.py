@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mlops_env.aws.shared import cached
 from mlops_env.errors import MlopsError
 
 if TYPE_CHECKING:
@@ -172,6 +173,7 @@ def _api_or_none(what: str, fn: Any, *args: Any) -> tuple[float | None, str | No
         return None, reason
 
 
+@cached
 def price_for(aws: Aws, instance_type: str, *, spot: bool, zone: str | None = None) -> Price:
     region = aws.region
     hourly: float | None = None

@@ -224,6 +224,16 @@ def _is_quota(e: BaseException) -> bool:
 
 def up(roster: Roster, paths: Paths, opts: UpOptions, cb: Callbacks, *,
        box: Callable[..., dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``class up``; the lookups that are the same for every student (type, zones, subnets,
+    image, price) are made once (``aws.shared``). ``box``: see ``_up``."""
+    from mlops_env.aws.shared import shared_lookups
+
+    with shared_lookups():
+        return _up(roster, paths, opts, cb, box=box)
+
+
+def _up(roster: Roster, paths: Paths, opts: UpOptions, cb: Callbacks, *,
+        box: Callable[..., dict[str, Any]] | None = None) -> dict[str, Any]:
     """``class up``. ``box(req, paths, events)`` runs one student's ``up`` (default
     ``pipeline.up``; the TEST-ONLY seam ``MLOPS_ENV_TEST_CLASS_BOX=ready`` provisions only and
     records a ready answer). Returns the envelope data; ``data["failed"]`` counts failures."""
