@@ -83,9 +83,9 @@ def class_records(paths: Paths, class_name: str) -> list[Record]:
 
 
 def _aws(roster: Roster, profile: str | None = None) -> Any:
-    from mlops_env.aws.session import Aws
+    from mlops_env.aws.shared import session_for
 
-    return Aws(roster.region, profile)
+    return session_for(roster.region, profile)
 
 
 def _resolve(roster: Roster, paths: Paths, name: str, opts: UpOptions) -> Any:

@@ -52,7 +52,7 @@ class Ec2Provider(Provider):
 
     # -- sessions ------------------------------------------------------------------------------
     def _aws(self, record: Record | None, options: Resolved | None = None) -> Aws:
-        from mlops_env.aws.session import Aws
+        from mlops_env.aws.shared import session_for
 
         pd = record.provider_data if record else {}
         opt_region = options.get("region") if options else None
@@ -64,7 +64,7 @@ class Ec2Provider(Provider):
                 hint=f"pass --region {saved_region}, or `mlops-env down {record.name if record else 'NAME'}` "
                 "first to move it", code="region-mismatch")
         profile = opt_profile or pd.get("profile") or (record.options.get("profile") if record else None)
-        return Aws(opt_region or saved_region, profile)
+        return session_for(opt_region or saved_region, profile)  # `class up`: one session for the class
 
     # -- find ----------------------------------------------------------------------------------
     def _find(self, ec2: Ec2, record: Record, *, wait_in_flight: bool = False) -> dict[str, Any] | None:
