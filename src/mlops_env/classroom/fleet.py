@@ -430,6 +430,13 @@ def _save_class(paths: Paths, roster: Roster, keys: dict[str, tuple[str, ...]]) 
 # -- status, stop, start, down ---------------------------------------------------------------------
 def status(roster: Roster, paths: Paths) -> dict[str, Any]:
     """One row per student: state, IP, uptime, idle, cost so far, smoke."""
+    from mlops_env.aws.shared import shared_lookups
+
+    with shared_lookups():
+        return _status(roster, paths)
+
+
+def _status(roster: Roster, paths: Paths) -> dict[str, Any]:
     from mlops_env.providers import get_provider
     from mlops_env.state import Store
 
@@ -467,6 +474,13 @@ def status(roster: Roster, paths: Paths) -> dict[str, Any]:
 
 def lifecycle(roster: Roster, paths: Paths, action: str, cb: Callbacks, jobs: int = DEFAULT_JOBS) -> dict[str, Any]:
     """``stop`` / ``start`` every student's workstation (those this machine knows)."""
+    from mlops_env.aws.shared import shared_lookups
+
+    with shared_lookups():
+        return _lifecycle(roster, paths, action, cb, jobs)
+
+
+def _lifecycle(roster: Roster, paths: Paths, action: str, cb: Callbacks, jobs: int) -> dict[str, Any]:
     from mlops_env import pipeline
     from mlops_env.providers import get_provider
     from mlops_env.state import Store
@@ -519,6 +533,13 @@ def leftovers(aws: Any, class_name: str) -> list[str]:
 
 def down(roster: Roster, paths: Paths, cb: Callbacks, jobs: int = DEFAULT_JOBS) -> dict[str, Any]:
     """Remove every workstation of the class, then prove nothing tagged for it is left."""
+    from mlops_env.aws.shared import shared_lookups
+
+    with shared_lookups():
+        return _down(roster, paths, cb, jobs)
+
+
+def _down(roster: Roster, paths: Paths, cb: Callbacks, jobs: int) -> dict[str, Any]:
     from mlops_env import sshconfig
 
     recs = class_records(paths, roster.name)
