@@ -90,6 +90,15 @@ def test_class_up_converges_edit_and_down(moto_ec2: Any, seam: None, tmp_path: P
     assert [r["student"] for r in s["students"]] == ["alice", "carol", "dave"]
     assert all(r["state"] == "running" and r["ip"] for r in s["students"])
 
+    # stop / start the whole class
+    d = fleet.lifecycle(load(p), get_paths(), "stop", fleet.Callbacks())
+    assert d["failed"] == 0 and len(d["students"]) == 3
+    assert {r["state"] for r in fleet.status(load(p), get_paths())["students"]} == {"stopped"}
+    d = fleet.lifecycle(load(p), get_paths(), "start", fleet.Callbacks())
+    assert d["failed"] == 0
+    s2 = fleet.status(load(p), get_paths())
+    assert {r["state"] for r in s2["students"]} == {"running"}
+
     # bundle: per student, 0600, pinned host key, no private key
     from mlops_env.classroom.bundle import write_bundles
 
