@@ -162,3 +162,22 @@ def test_roster_edit_then_status_json(make_user: Any, moto_server: Any, tmp_path
     assert s.code == 0 and [x["student"] for x in s.data["students"]] == ["s01", "s09", "s03"]
     assert all(x["state"] == "running" for x in s.data["students"])
     down(u, p, ec2, "e3")
+
+
+def test_bad_roster_one_line_and_dry_run_costs(make_user: Any, moto_server: Any, tmp_path: Path) -> None:
+    u = make_user()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("class: b1\nstudents:\n  - name: alice\n    github: alice\n    shoe: 42\n")
+    r = u.mlops("class", "up", str(bad), "--yes", env=env(u))
+    assert r.code == 2, r
+    assert f"{bad}:5: unknown key 'shoe' in the student" in r.stderr and "Traceback" not in r.stderr
+    assert "hint:" in r.stderr
+    p = roster(tmp_path, "dry3", 3)
+    d = u.mlops("class", "up", str(p), "--dry-run", env=env(u))
+    assert d.code == 0, d
+    assert "dry run: nothing is made" in d.stderr + d.stdout
+    out = d.stderr + d.stdout  # t3.large in eu-west-1 from the dated fallback table (moto has no Pricing API)
+    assert "$0.0912/hour each x 3 = $0.27/hour while all run; $6.57/day at 24 hours (no max_hours)" in out
+    assert "disks: 30 GB gp3 each, $2.64/month each = $7.92/month for the class" in out
+    assert "vCPUs: 6 needed (2 x 3)" in d.stderr + d.stdout
+    assert class_instances(moto_server.client(), "dry3") == []

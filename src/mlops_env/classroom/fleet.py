@@ -181,7 +181,7 @@ def plan(roster: Roster, paths: Paths, opts: UpOptions, aws: Any) -> Plan:
     if price.hourly is not None:
         daily = price.hourly * n * (hours or 24)
         lines.append(f"  cost: ${price.hourly:.4f}/hour each x {n} = ${price.hourly * n:.2f}/hour while all run; "
-                     f"${daily:.2f}/day at {'max_hours ' + str(hours) if hours else '24 hours (no max_hours)'} "
+                     f"${daily:.2f}/day at {f'max_hours {hours:g}' if hours else '24 hours (no max_hours)'} "
                      f"({price.hourly_source})")
     else:
         lines.append(f"  cost: price of {itype} unknown ({price.hourly_source})")
