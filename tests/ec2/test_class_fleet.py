@@ -127,3 +127,16 @@ def test_name_clash_with_a_workstation_outside_the_class(moto_ec2: Any, seam: No
         run_up(p)
     assert ei.value.code == "class-name-clash" and f"{p}:" in ei.value.message
     assert class_resources(moto_ec2, "c26")["instances"] == 0
+
+
+def test_name_clash_with_an_instance_outside_the_class(moto_ec2: Any, seam: None, tmp_path: Path) -> None:
+    image = moto_ec2.describe_images(Owners=["099720109477"])["Images"][0]["ImageId"]
+    moto_ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.large", TagSpecifications=[
+        {"ResourceType": "instance", "Tags": [{"Key": "mlops-env:name", "Value": "c26-bob"},
+                                              {"Key": "managed-by", "Value": "mlops-env"}]}])
+    p = tmp_path / "roster.yaml"
+    p.write_text(roster_text(["alice", "bob"]))
+    with pytest.raises(UsageError) as ei:
+        run_up(p)
+    assert ei.value.code == "class-name-clash" and "c26-bob" in ei.value.message
+    assert class_resources(moto_ec2, "c26")["instances"] == 0 and Store(get_paths()).all() == []
