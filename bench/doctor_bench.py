@@ -18,31 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent / "mlops-env"
-
-
-def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
-    t0 = time.perf_counter()
-    p = subprocess.run(argv, capture_output=True, text=True, env=env, check=False, stdin=subprocess.DEVNULL)
-    return time.perf_counter() - t0, p
-
-
-def _env(tmp: Path) -> dict[str, str]:
-    (tmp / "home").mkdir(parents=True, exist_ok=True)
-    e = dict(os.environ, HOME=str(tmp / "home"), MLOPS_ENV_HOME=str(tmp / "mlops"), NO_COLOR="1")
-    e.pop("SSH_AUTH_SOCK", None)
-    return e
+from benchlib import BIN, isolated_env, load_line, mlops, print_table, test_infrastructure, timed
 
 
 def runs(argv: list[str], env: dict[str, str], rounds: int) -> tuple[list[float], dict[str, Any]]:
@@ -59,7 +42,7 @@ def runs(argv: list[str], env: dict[str, str], rounds: int) -> tuple[list[float]
 def local(rounds: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="mlops-doctor-bench-"))
     try:
-        env = _env(tmp)
+        env = isolated_env(tmp)
         walls, doc = runs([str(BIN), "--json", "doctor"], env, rounds)
         bare, _ = runs([sys.executable, "-c", "pass"], env, rounds)
         helps, _ = runs([str(BIN), "--help"], env, rounds)
@@ -72,28 +55,17 @@ def local(rounds: int) -> dict[str, Any]:
 
 
 def remote(rounds: int) -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT / "tests"))
-    import hosts  # type: ignore[import-not-found]
-    from standin import make_conda_installer as standin  # type: ignore[import-not-found]
-
-    client, why = hosts.docker_client_or_none()
-    if client is None:
-        raise SystemExit(f"no Docker engine: {why}")
-    hosts.ensure_images(client)
+    hosts, standin, client = test_infrastructure()
     path, sha = standin.build_installer()
     tmp = Path(tempfile.mkdtemp(prefix="mlops-doctor-bench-"))
     vm = None
     try:
         vm = hosts.start_vm(client, user="ubuntu", key_dir=tmp / "keys")
         url = hosts.mirror_into(client, vm.container_id, path)
-        env = _env(tmp)
-        t0 = time.perf_counter()
-        _, p = timed([str(BIN), "--json", "up", "ssh", "bench", "--host", vm.host_spec, "--identity",
-                      str(vm.identity), "--host-key-fingerprint", vm.host_key_fingerprint, "--conda-installer",
-                      url, "--conda-sha256", sha, "--accept-anaconda-tos", "--smoke-test", "sample"], env)
-        setup_s = time.perf_counter() - t0
-        if json.loads(p.stdout)["status"] != "ok":
-            raise SystemExit(f"up ssh failed: {p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+        env = isolated_env(tmp)
+        setup_s, _ = mlops(env, "up", "ssh", "bench", "--host", vm.host_spec, "--identity", str(vm.identity),
+                           "--host-key-fingerprint", vm.host_key_fingerprint, "--conda-installer", url,
+                           "--conda-sha256", sha, "--accept-anaconda-tos", "--smoke-test", "sample")
         walls, doc = runs([str(BIN), "--json", "doctor", "bench"], env, rounds)
     finally:
         if vm is not None:
@@ -130,12 +102,9 @@ def main() -> int:
         rows.append(("remote `doctor NAME` (ready box)", f"{r['wall_s']:.2f} s", f"max {r['max_s']:.2f} s",
                      f"{r['checks']} checks; {r['ssh_connections']} SSH connection, "
                      f"{r['ssh_round_trips']} round-trip", "< 2 s, 1 connection"))
-    head = ("measure", "median", "worst", "detail", "target")
-    w = [max(len(x[i]) for x in (head, *rows)) for i in range(5)]
-    for row in (head, *rows):
-        print("  ".join(c.ljust(w[i]) for i, c in enumerate(row)))
+    print_table(("measure", "median", "worst", "detail", "target"), rows)
     print(f"\nlocal: {lo['summary']} (inside the process: {lo['inside_s']} s)")
-    print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+    print(load_line())
     if "remote" in out:
         r = out["remote"]
         print(f"remote: {r['summary']}, exit {r['exit_code']} (inside the process: {r['inside_s']} s; "

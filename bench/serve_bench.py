@@ -27,23 +27,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent / "mlops-env"
-
-
-def _run(env: dict[str, str], *args: str) -> tuple[float, dict[str, Any]]:
-    t0 = time.perf_counter()
-    p = subprocess.run([str(BIN), "--json", *args], env=env, capture_output=True, text=True,  # noqa: S603
-                       timeout=1200, check=False)
-    wall = time.perf_counter() - t0
-    doc = json.loads(p.stdout)
-    if doc["status"] != "ok":
-        raise SystemExit(f"{' '.join(args)} failed: {doc['errors']}\n{p.stderr[-2000:]}")
-    return wall, doc["data"]
+from benchlib import BIN, isolated_env, test_infrastructure
+from benchlib import mlops as _run
 
 
 def main() -> int:
@@ -53,20 +41,11 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    import hosts  # type: ignore[import-not-found]
+    hosts, standin, client = test_infrastructure()
     from servebox import MAKE_PY_IMAGE, PY_IMAGE  # type: ignore[import-not-found]
-    from standin import make_conda_installer as standin  # type: ignore[import-not-found]
-
-    client, why = hosts.docker_client_or_none()
-    if client is None:
-        raise SystemExit(f"no Docker engine: {why}")
-    hosts.ensure_images(client)
     installer, sha = standin.build_installer()
     tmp = Path(tempfile.mkdtemp(prefix="mlops-serve-bench-"))
-    (tmp / "home").mkdir()
-    env = dict(os.environ, HOME=str(tmp / "home"), MLOPS_ENV_HOME=str(tmp / "mlops"), NO_COLOR="1")
-    env.pop("SSH_AUTH_SOCK", None)
+    env = isolated_env(tmp)
     name = f"servebench{os.getpid() % 100000}"
     box = hosts.start_vm(client, user="ubuntu", key_dir=tmp)
     out: dict[str, Any] = {}

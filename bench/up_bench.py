@@ -28,18 +28,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent / "mlops-env"
-
-
-def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
-    t0 = time.perf_counter()
-    p = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)  # noqa: S603
-    return time.perf_counter() - t0, p
+from benchlib import BIN, isolated_env, mlops, print_table, test_infrastructure, timed
 
 
 def median_time(argv: list[str], rounds: int) -> float:
@@ -56,31 +48,13 @@ def startup(rounds: int) -> dict[str, Any]:
     return {"help_s": help_s, "python_pass_s": bare_s, "heavy_modules_at_startup": loaded}
 
 
-def _env(tmp: Path) -> dict[str, str]:
-    (tmp / "home").mkdir(parents=True, exist_ok=True)
-    e = dict(os.environ, HOME=str(tmp / "home"), MLOPS_ENV_HOME=str(tmp / "mlops"), NO_COLOR="1")
-    e.pop("SSH_AUTH_SOCK", None)
-    return e
-
-
 def _up(env: dict[str, str], name: str, mirror: Any, *extra: str) -> tuple[float, dict[str, Any]]:
-    wall, p = timed([str(BIN), "--json", "up", "docker", name, "--image", mirror.image, "--conda-installer",
-                     mirror.url, "--conda-sha256", mirror.sha256, "--accept-anaconda-tos", "--smoke-test",
-                     "sample", *extra], env)
-    doc = json.loads(p.stdout)
-    if doc["status"] != "ok":
-        raise SystemExit(f"up {name} failed: {doc['errors']}\n{p.stderr[-2000:]}")
-    return wall, doc["data"]
+    return mlops(env, "up", "docker", name, "--image", mirror.image, "--conda-installer", mirror.url,
+                 "--conda-sha256", mirror.sha256, "--accept-anaconda-tos", "--smoke-test", "sample", *extra)
 
 
 def pipeline() -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT / "tests"))
-    import hosts  # type: ignore[import-not-found]
-    from standin import make_conda_installer as standin  # type: ignore[import-not-found]
-
-    client, why = hosts.docker_client_or_none()
-    if client is None:
-        raise SystemExit(f"no Docker engine: {why}")
+    hosts, standin, client = test_infrastructure()
     images = hosts.ensure_images(client)
     path, sha = standin.build_installer()
     image = hosts.image_with_files(client, images["base"], [path])
@@ -97,7 +71,7 @@ def pipeline() -> dict[str, Any]:
     DockerProvider(get_paths())._workstation_image(image, lambda m: None)  # warm-up, untimed
 
     tmp = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
-    env = _env(tmp)
+    env = isolated_env(tmp)
     names = [f"bench-par-{os.getpid()}", f"bench-seq-{os.getpid()}"]
     try:
         first_s, first = _up(env, names[0], mirror)
@@ -142,11 +116,7 @@ def main() -> int:
         rows.append(("first up, steps side by side", f"{u['first_up_s']:.1f} s",
                      f"one after another {u['sequential_up_s']:.1f} s",
                      f"{u['first_up_s'] / u['sequential_up_s']:.2f}x", "<= 0.7x"))
-    w = [max(len(r[i]) for r in rows) for i in range(5)]
-    head = ("measure", "value", "baseline (same run)", "ratio", "target")
-    w = [max(w[i], len(head[i])) for i in range(5)]
-    for r in (head, *rows):
-        print("  ".join(c.ljust(w[i]) for i, c in enumerate(r)))
+    print_table(("measure", "value", "baseline (same run)", "ratio", "target"), rows)
     print(f"\nheavy modules loaded by `import mlops_env.cli`: {', '.join(s['heavy_modules_at_startup']) or 'none'}")
     if "up" in out:
         u = out["up"]

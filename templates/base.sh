@@ -12,24 +12,9 @@ PACKAGES=(ca-certificates curl git bzip2 procps util-linux)
 
 die() { echo "mlops-error: $1" >&2; [ -n "${2:-}" ] && echo "mlops-hint: $2" >&2; exit "${3:-1}"; }
 
-# apt-get, its output shown as usual (and kept): on failure the step's message is apt's own
-# reason, its first `E:` line (for a failed package script, dpkg's line naming the package).
-APT_OUT=""
-apt_get() {
-  local rc=0
-  if [ -z "$APT_OUT" ]; then APT_OUT=$(mktemp); trap 'rm -f "$APT_OUT"' EXIT; fi
-  apt-get -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold -q "$@" 2>&1 | tee "$APT_OUT" || rc=${PIPESTATUS[0]}
-  return "$rc"
-}
-apt_reason() {
-  local e d
-  e=$(grep -m1 '^E: ' "$APT_OUT" | cut -c4-400 || true)
-  if [[ "$e" == "Sub-process /usr/bin/dpkg returned an error code"* ]]; then
-    d=$(grep -A1 -m1 '^dpkg: error processing' "$APT_OUT" | tr -s ' \n' ' ' | cut -c1-400 || true)
-    [ -z "$d" ] || e="${d% }"
-  fi
-  echo "${e:-exit code $1}"
-}
+# apt_get / apt_reason: apt's own reason for a failure (templates/lib/apt.sh)
+# shellcheck source=lib/apt.sh
+. "${BASH_SOURCE[0]%/*}/lib/apt.sh"
 
 supported_os() {
   [ -r "$OS_RELEASE" ] || die "cannot identify the OS (/etc/os-release missing)" \

@@ -17,28 +17,9 @@ say() { echo "mlops: $*"; }
 # downloaded key is installed only when it is exactly this key.
 DOCKER_KEY_FPR=9DC858229FC7DD38854AE2D88D81803C0EBFCD88
 
-TMPD=""
-tmpdir() {
-  if [ -z "$TMPD" ]; then TMPD=$(mktemp -d); trap 'rm -rf "$TMPD"' EXIT; fi
-}
-
-# apt-get, its output shown as usual (and kept): on failure the step's message is apt's own
-# reason, its first `E:` line (for a failed package script, dpkg's line naming the package).
-apt_get() {
-  local rc=0
-  tmpdir
-  apt-get -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confold -q "$@" 2>&1 | tee "$TMPD/apt.out" || rc=${PIPESTATUS[0]}
-  return "$rc"
-}
-apt_reason() {
-  local e d
-  e=$(grep -m1 '^E: ' "$TMPD/apt.out" | cut -c4-400 || true)
-  if [[ "$e" == "Sub-process /usr/bin/dpkg returned an error code"* ]]; then
-    d=$(grep -A1 -m1 '^dpkg: error processing' "$TMPD/apt.out" | tr -s ' \n' ' ' | cut -c1-400 || true)
-    [ -z "$d" ] || e="${d% }"
-  fi
-  echo "${e:-exit code $1}"
-}
+# apt_get / apt_reason: apt's own reason for a failure; mlops_tmpdir: $MLOPS_TMPD (templates/lib/apt.sh)
+# shellcheck source=lib/apt.sh
+. "${BASH_SOURCE[0]%/*}/lib/apt.sh"
 lists_fresh() { find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -60 2>/dev/null | grep -q .; }
 APT_HINT="fix what apt says on the box (its sources in /etc/apt, a held dpkg lock, a full disk?), then run \`mlops-env up\` again"
 
@@ -154,23 +135,23 @@ daemon_reason() {
 add_docker_repo() {
   local id=$1 url="https://download.docker.com/linux/$1/gpg" fprs
   say "adding Docker's apt repository"
-  tmpdir
-  curl -fsSL "$url" -o "$TMPD/docker.asc" ||
+  mlops_tmpdir
+  curl -fsSL "$url" -o "$MLOPS_TMPD/docker.asc" ||
     die "cannot download Docker's apt key from $url" "check the box's internet access (HTTPS to download.docker.com), or use --docker-source distro" 4
   if ! command -v gpg >/dev/null 2>&1; then
     say "installing gpg (to check Docker's apt key)"
     lists_fresh || apt_get update || die "apt-get update failed: $(apt_reason $?)" "$APT_HINT"
     apt_get install -y --no-install-recommends gpg || die "apt-get install gpg failed: $(apt_reason $?)" "$APT_HINT"
   fi
-  mkdir -m 0700 "$TMPD/gnupg"
-  fprs=$(GNUPGHOME="$TMPD/gnupg" gpg --batch --no-tty --show-keys --with-colons "$TMPD/docker.asc" 2>/dev/null |
+  mkdir -m 0700 "$MLOPS_TMPD/gnupg"
+  fprs=$(GNUPGHOME="$MLOPS_TMPD/gnupg" gpg --batch --no-tty --show-keys --with-colons "$MLOPS_TMPD/docker.asc" 2>/dev/null |
     awk -F: '$1 == "pub" { want = 1; next } want && $1 == "fpr" { print $10; want = 0 }' | paste -sd ' ' - || true)
   if [ "$fprs" != "$DOCKER_KEY_FPR" ]; then
     die "the key from $url is not Docker's apt key: it has ${fprs:+fingerprint }${fprs:-no OpenPGP key}, expected $DOCKER_KEY_FPR" \
       "nothing was installed. Something between the box and download.docker.com changed the download (a proxy?); check it, or use --docker-source distro" 8
   fi
   install -m 0755 -d /etc/apt/keyrings
-  install -m 0644 "$TMPD/docker.asc" /etc/apt/keyrings/docker.asc
+  install -m 0644 "$MLOPS_TMPD/docker.asc" /etc/apt/keyrings/docker.asc
   echo "deb [arch=$(dpkg --print-architecture) signed-by=/etc/apt/keyrings/docker.asc] https://download.docker.com/linux/$id $(os_field VERSION_CODENAME) stable" \
     > /etc/apt/sources.list.d/docker.list
 }

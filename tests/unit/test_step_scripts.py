@@ -968,3 +968,26 @@ def test_shellcheck_clean_at_warning_level() -> None:
     found = json.loads(res.stdout or '{"comments": []}')["comments"]
     assert found == [], "\n".join(f"{c['file']}:{c['line']}: SC{c['code']} {c['message']}" for c in found)
     assert SCRIPTS, "no templates found"
+
+
+# =========================================================================== shared libraries
+def test_library_includes_are_inlined_for_the_box() -> None:
+    """A script reaches a box on stdin, alone: template() replaces each `. .../lib/X.sh` line by
+    the library's text, so apt's reason is computed by one function for base.sh and docker.sh."""
+    from mlops_env.steps import template
+
+    lib = (templates_dir() / "lib" / "apt.sh").read_text()
+    for script in ("base.sh", "docker.sh"):
+        raw = (templates_dir() / script).read_text()
+        assert '. "${BASH_SOURCE[0]%/*}/lib/apt.sh"' in raw
+        assert "apt_reason() {" not in raw  # defined once, in the library
+        sent = template(script)
+        assert not [ln for ln in sent.splitlines() if ln.startswith(". ")]  # nothing left to source
+        assert sent.count("apt_reason() {") == 1 and lib.rstrip("\n") in sent
+
+
+def test_a_library_include_also_works_from_the_checkout(tmp_path: Path) -> None:
+    """Run as a file (doctor.sh-style tests, a developer), the include sources the library."""
+    res = subprocess.run(["bash", "-c", f'. {templates_dir() / "lib" / "apt.sh"}; declare -F apt_get apt_reason mlops_tmpdir'],  # noqa: S603, S607
+                         capture_output=True, text=True, check=False)
+    assert res.returncode == 0 and res.stdout.split() == ["apt_get", "apt_reason", "mlops_tmpdir"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -45,10 +46,16 @@ log = logging.getLogger(__name__)
 TAIL_LINES = 20
 
 
+#: a script's include of a shared library: ``. "${BASH_SOURCE[0]%/*}/lib/NAME.sh"`` (works when the
+#: file is run from the checkout; template() inlines it, since a script reaches a box on stdin)
+_INCLUDE = re.compile(r'^\. "\$\{BASH_SOURCE\[0\]%/\*\}/(lib/[A-Za-z0-9_-]+\.sh)"[ \t]*$', re.MULTILINE)
+
+
 @functools.cache
 def template(name: str) -> str:
-    """Text of a shipped template (``templates/<name>``)."""
-    return (templates_dir() / name).read_text(encoding="utf-8")
+    """Text of a shipped template (``templates/<name>``), its ``lib/`` includes inlined."""
+    text = (templates_dir() / name).read_text(encoding="utf-8")
+    return _INCLUDE.sub(lambda m: template(m.group(1)).rstrip("\n"), text)
 
 
 @dataclass(frozen=True)
