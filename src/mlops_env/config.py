@@ -91,6 +91,18 @@ def _url(v: Any) -> str:
     return s
 
 
+def _git_url(v: Any) -> str:
+    from mlops_env.gitrepo import check_url
+
+    return check_url(v)
+
+
+def _clone_dir(v: Any) -> str:
+    from mlops_env.gitrepo import check_dir
+
+    return check_dir(v)
+
+
 def _seconds(v: Any) -> int:
     n = int(v)
     if not 1 <= n <= 3600:
@@ -208,6 +220,10 @@ UP_OPTIONS: dict[str, Option] = {o.name: o for o in [
                                         "an image name (see `mlops-env image list`), an ami-... id (ec2) or auto"),
            "docker, ec2: start from a prebuilt image (`mlops-env image build`), or auto: the newest current one",
            providers=("docker", "ec2")),
+    Option("clone", None, _git_url, "clone this git repository on the box if absent (https://, ssh://, git:// "
+           "or USER@HOST:PATH); an existing folder is never touched"),
+    Option("clone_dir", None, _clone_dir, "where --clone puts it, under the home directory (default: the "
+           "repository's name)"),
     Option("serve", False, _bool, "after the smoke test, serve the model in Docker on the box "
            "(docker build, compose, 127.0.0.1:9696) and check its predictions",
            providers=("docker", "ssh", "ec2")),

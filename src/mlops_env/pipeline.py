@@ -65,6 +65,7 @@ class UpRequest:
     dry_run: bool = False
     jobs: int = 4
     provision_only: bool = False  # make the box exist and write the SSH config; no SSH connection
+    extra_steps: list[Step] = field(default_factory=list)  # a class: the student's keys (classroom.steps)
 
 
 def refresh_ssh_config(paths: Paths, record: Record) -> bool:
@@ -79,10 +80,10 @@ def refresh_ssh_config(paths: Paths, record: Record) -> bool:
 
 
 def steps_for(options: Resolved, provider: str = "") -> list[Step]:
-    from mlops_env.steps import idlestop
+    from mlops_env.steps import clone, idlestop
 
     return [*workstation_steps(options["smoke_test"], bool(options.get("serve"))),
-            *idlestop.steps_for(provider, options), SshConfigStep()]
+            *clone.steps_for(options), *idlestop.steps_for(provider, options), SshConfigStep()]
 
 
 def up(req: UpRequest, paths: Paths, events: Events) -> dict[str, Any]:
@@ -226,7 +227,7 @@ def _install(req: UpRequest, record: Record, provider: Any, ctx: StepContext, st
              reports: list[engine.StepReport], t_total: float, extra: dict[str, Any]) -> list[engine.StepReport]:
     """The bootstrap steps: gathered in one round-trip, refused early (unsupported OS, sudo
     password, terms), what fails applied."""
-    steps = steps_for(ctx.options, req.provider)
+    steps = [*steps_for(ctx.options, req.provider), *req.extra_steps]
     plan = engine.gather(ctx, steps)
     preflight(plan, ctx)
     ctx.options = terms(plan, ctx, events)
@@ -453,8 +454,13 @@ def _data(record: Record, reports: list[engine.StepReport], ctx: StepContext | N
 
 def code_command(record: Record) -> str:
     # A provider may name the folder to open (a codespace: its repository under /workspaces).
+    from mlops_env.steps.clone import clone_dir
+
     home = record.provider_data.get("workdir") or (record.provider_data.get("facts") or {}).get("home") or (
         f"/home/{record.endpoint.user}" if record.endpoint else "/")
+    repo = clone_dir(record.options) if not record.provider_data.get("workdir") else None
+    if repo:  # `up --clone`: open the course repository
+        home = f"{home.rstrip('/')}/{repo}"
     return f"code --remote ssh-remote+{record.alias} {home}"
 
 
@@ -533,5 +539,6 @@ def _describe_unchecked(step: Step, opts: Resolved) -> str:
         "conda": f"install {dist} (pinned installer, sha256-verified) and run conda init bash",
         "docker": f"install Docker ({opts['docker_source']} packages) + compose; add the user to the docker group",
         "smoke": f"train the ride-duration model ({opts['smoke_test']} data)",
+        "clone": f"git clone {opts.get('clone')} (only if the folder is absent)",
         "ssh-config": "write the Host block and the Include line in ~/.ssh/config",
     }.get(step.id, step.title)

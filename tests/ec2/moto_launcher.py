@@ -22,6 +22,7 @@ Faults, set over HTTP by the test (never by mlops-env):
                                                 #   (a response lost on the way back)
             "code": "InsufficientInstanceCapacity", "status": 500, "message": "...",
             "count": 1,                         # how many times; -1 = always
+            "after": 0,                         # optional: pass the first N calls of the action
             "seconds": 30}
 
 One piece of real AWS behaviour moto lacks is emulated here: RunInstances is idempotent by
@@ -123,6 +124,8 @@ class FaultMiddleware:
             if r.get("action") != action:
                 continue
             if r.get("contains") and r["contains"].encode() not in body:
+                continue
+            if self.seen.get(action, 0) <= int(r.get("after", 0)):
                 continue
             count = int(r.get("count", 1))
             if count >= 0 and self.injected[i] >= count:

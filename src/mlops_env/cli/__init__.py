@@ -55,7 +55,7 @@ SHELLS = ("bash", "zsh", "fish", "powershell")
 #: the order of `mlops-env --help`'s commands: the one a new user needs first, then the rest
 #: as README's Commands table lists them
 COMMAND_ORDER = ("up", "list", "status", "ssh", "code", "stop", "start", "down", "idle-stop",
-                 "doctor", "smoke-test", "image", "devcontainer")
+                 "doctor", "smoke-test", "image", "devcontainer", "class", "join")
 
 
 def _arg_metavar(param: Any) -> str:
@@ -377,7 +377,7 @@ def _report(ui: Any, outcome: Any) -> None:
 
 
 # Sub-command modules register themselves on ``app``; keep this list in sync with README.
-from mlops_env.cli import devcontainer, doctor, idlestop, image, lifecycle, smoke, up  # noqa: E402,F401
+from mlops_env.cli import classroom, devcontainer, doctor, idlestop, image, lifecycle, smoke, up  # noqa: E402,F401
 
 
 def main() -> None:

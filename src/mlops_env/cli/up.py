@@ -84,6 +84,13 @@ Serve = Annotated[bool | None, typer.Option(
     "the box (docker build, compose, 127.0.0.1:9696) and check its predictions, also through the SSH "
     "connection; see docs/smoke-test.md.", show_default=False)]
 
+Clone = Annotated[str | None, typer.Option(
+    "--clone", metavar="URL", help="Clone this git repository (https://, ssh://, git:// or USER@HOST:PATH) "
+    "on the box, only if its folder is absent; `mlops-env code NAME` opens it.")]
+CloneDir = Annotated[str | None, typer.Option(
+    "--clone-dir", metavar="DIR", help="Folder for --clone under the home directory (default: the "
+    "repository's name).")]
+
 
 def _common(**kw: Any) -> dict[str, Any]:
     return {
@@ -96,7 +103,7 @@ def _common(**kw: Any) -> dict[str, Any]:
         "disk_gb": kw.get("disk_gb"), "ami": kw.get("ami"), "spot": kw.get("spot"),
         "allow_cidr": kw.get("allow_cidr"), "subnet": kw.get("subnet"),
         "idle_stop": kw.get("idle_stop"), "max_hours": kw.get("max_hours"), "serve": kw.get("serve"),
-        "from_image": kw.get("from_image"),
+        "from_image": kw.get("from_image"), "clone": kw.get("clone"), "clone_dir": kw.get("clone_dir"),
     }
 
 
@@ -259,6 +266,7 @@ def up_docker(
     forward: Forward = None, ssh_timeout: SshTimeout = None, config: ConfigFile = None,
     dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 4,
     idle_stop: IdleStop = None, max_hours: MaxHours = None, serve: Serve = None,
+    clone: Clone = None, clone_dir: CloneDir = None,
     from_image: Annotated[str | None, typer.Option(
         "--from-image", metavar="IMAGE|auto",
         help="Start from a prebuilt image (`mlops-env image build docker`); auto: the newest image of "
@@ -293,6 +301,7 @@ def up_ssh(
     forward: Forward = None, ssh_timeout: SshTimeout = None, config: ConfigFile = None,
     dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 4,
     idle_stop: IdleStop = None, max_hours: MaxHours = None, serve: Serve = None,
+    clone: Clone = None, clone_dir: CloneDir = None,
 ) -> None:
     """Bring your own box. Any Ubuntu 22.04/24.04 or Debian 12 machine you can SSH into (with
     passwordless sudo); the first contact shows its host key for you to confirm."""
@@ -352,6 +361,7 @@ def up_ec2(
         "--from-image", metavar="IMAGE|ami-...|auto",
         help="Boot a new instance from a prebuilt image (`mlops-env image build ec2`) or AMI; auto: the "
         "newest image of today's recipe in the region, else a fresh bootstrap. Every step is still checked.")] = None,
+    clone: Clone = None, clone_dir: CloneDir = None,
 ) -> None:
     """A workstation on an AWS EC2 instance. SSH only from your IP, host key pinned before the
     first connection, encrypted disk, idle stop after 60 minutes; stop/start/down manage its

@@ -24,6 +24,7 @@ TAG_KEY_FP = "mlops-env:key-fingerprint"  # key pair only: which client key was 
 TAG_VERSION = "mlops-env:version"
 TAG_IMAGE_BUILD = "mlops-env:image-build"  # every resource of an image build, and the image itself
 TAG_FROM_IMAGE = "mlops-env:from-image"  # instance only: the prebuilt image it was started from
+TAG_CLASS = "mlops-env:class"  # a class's workstations (`mlops-env class`): the class name
 
 
 def resource_name(name: str) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mlops_env.errors import MlopsError
+from mlops_env.providers.ec2.shared import cached
 
 if TYPE_CHECKING:
     from mlops_env.providers.ec2.session import Aws
@@ -172,6 +173,7 @@ def _api_or_none(what: str, fn: Any, *args: Any) -> tuple[float | None, str | No
         return None, reason
 
 
+@cached
 def price_for(aws: Aws, instance_type: str, *, spot: bool, zone: str | None = None) -> Price:
     region = aws.region
     hourly: float | None = None

@@ -60,7 +60,7 @@ class Ec2Provider(Provider):
 
     # -- sessions ------------------------------------------------------------------------------
     def _aws(self, record: Record | None, options: Resolved | None = None) -> Aws:
-        from mlops_env.providers.ec2.session import Aws
+        from mlops_env.providers.ec2.shared import session_for
 
         pd = record.provider_data if record else {}
         opt_region = options.get("region") if options else None
@@ -72,7 +72,7 @@ class Ec2Provider(Provider):
                 hint=f"pass --region {saved_region}, or `mlops-env down {record.name if record else 'NAME'}` "
                 "first to move it", code="region-mismatch")
         profile = opt_profile or pd.get("profile") or (record.options.get("profile") if record else None)
-        return Aws(opt_region or saved_region, profile)
+        return session_for(opt_region or saved_region, profile)  # `class up`: one session for the class
 
     # -- find ----------------------------------------------------------------------------------
     def _find(self, ec2: Ec2, record: Record, *, wait_in_flight: bool = False) -> dict[str, Any] | None:
@@ -234,6 +234,10 @@ class Ec2Provider(Provider):
         from mlops_env.state import Store
 
         pd = record.provider_data
+        if pd.get("class"):  # `mlops-env class up`: every resource carries the class's tag too
+            from mlops_env.providers.ec2 import TAG_CLASS
+
+            ec2.extra_tags[TAG_CLASS] = str(pd["class"])
         itype = options["instance_type"]
         # 1. Everything that can be refused is checked before anything is made.
         t = ec2.type_info(itype)

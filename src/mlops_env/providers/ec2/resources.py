@@ -27,6 +27,7 @@ from mlops_env.providers.ec2 import (
     resource_name,
 )
 from mlops_env.providers.ec2.session import CAPACITY_CODES, Aws, aws_code, chunks, poll
+from mlops_env.providers.ec2.shared import cached
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ class Ec2:
                              "pass a public --subnet", code="no-public-ip") from None
 
     # -- instance types, zones, subnets, images ---------------------------------------------------
+    @cached
     def type_info(self, instance_type: str) -> TypeInfo:
         try:
             r = self.aws.call("ec2", "describe_instance_types", InstanceTypes=[instance_type])
@@ -185,6 +187,7 @@ class Ec2:
                              code="unknown-instance-type")
         return _type_info(info)
 
+    @cached
     def check_offered(self, instance_type: str) -> set[str]:
         """The zones of the region that offer the type; ``UsageError`` when none."""
         region_offer = self.aws.call(
@@ -200,6 +203,7 @@ class Ec2:
                                   Filters=[{"Name": "instance-type", "Values": [instance_type]}])
         return {z["Location"] for z in zones}
 
+    @cached
     def subnets(self, subnet_id: str | None, zones: set[str], instance_type: str) -> list[Subnet]:
         """Candidate subnets, best first: ``--subnet`` alone, else the default VPC's subnets in
         the zones that offer the type (so a capacity failure can move to the next zone)."""
@@ -235,6 +239,7 @@ class Ec2:
                              hint="pass --subnet, or another --instance-type", code="no-subnet")
         return usable
 
+    @cached
     def image(self, ami: str, arch: str) -> Image:
         """``ubuntu-24.04``/``ubuntu-22.04`` (Canonical's SSM parameter, describe-images on
         Canonical's account as fallback) or an ``ami-...`` id; always of architecture ``arch``."""

@@ -22,6 +22,7 @@ import logging
 import os
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -104,22 +105,24 @@ class Aws:
         self.region: str = resolved
         check_region(self.session, self.region)
         self._clients: dict[tuple[str, str, int | None], Any] = {}
+        self._clients_lock = threading.Lock()  # `class up` shares one session between threads
 
     # -- clients ---------------------------------------------------------------------------
     def client(self, service: str, *, region: str | None = None, attempts: int | None = None) -> Any:
         key = (service, region or self.region, attempts)
-        if key not in self._clients:
-            from botocore.config import Config
+        with self._clients_lock:
+            if key not in self._clients:
+                from botocore.config import Config
 
-            from mlops_env import __version__
+                from mlops_env import __version__
 
-            cfg = Config(
-                retries={"mode": "standard", "total_max_attempts": attempts or _attempts()},
-                connect_timeout=10, read_timeout=60,
-                user_agent_extra=f"mlops-env/{__version__}",
-            )
-            self._clients[key] = self.session.client(service, region_name=key[1], config=cfg)
-        return self._clients[key]
+                cfg = Config(
+                    retries={"mode": "standard", "total_max_attempts": attempts or _attempts()},
+                    connect_timeout=10, read_timeout=60,
+                    user_agent_extra=f"mlops-env/{__version__}",
+                )
+                self._clients[key] = self.session.client(service, region_name=key[1], config=cfg)
+            return self._clients[key]
 
     def call(self, service: str, op: str, *, region: str | None = None, **kw: Any) -> Any:
         """``client.op(**kw)``; every failure becomes an ``MlopsError`` (see ``translate``)."""

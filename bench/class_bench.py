@@ -1,0 +1,118 @@
+"""Wall time and AWS request count of `mlops-env class up` for N students, on the STAND-IN AWS
+(moto over HTTP, tests/ec2/moto_launcher.py), the box side of every student replaced by a
+recorded ready answer (TEST-ONLY seam MLOPS_ENV_TEST_CLASS_BOX=ready).
+
+    .venv/bin/python bench/class_bench.py [--sizes 1,10,50] [--jobs 8] [--json]
+
+Goal (issue 14): N=50 within 1.5x the wall time of N=1, AWS requests per student constant.
+What it measures is the fan-out: mlops-env's own overhead and its request count, against an
+endpoint that answers at once. On real AWS each request adds network latency (paid in
+parallel, up to --jobs at once) and each instance its boot time (also in parallel); the full
+bootstrap on real boxes is measured by tests/ec2/test_e2e_class_boxes.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+MLOPS = str(Path(sys.executable).parent / "mlops-env")
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl bench"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _stats(url: str, reset: bool = False) -> dict[str, Any]:
+    req = urllib.request.Request(f"{url}/_mlops_test/faults", method="POST" if reset else "GET",
+                                 data=b'{"rules": []}' if reset else None)
+    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - loopback
+        return dict(json.loads(r.read()))
+
+
+def _roster(d: Path, cls: str, n: int) -> Path:
+    p = d / f"{cls}.yaml"
+    students = "".join(f"  - name: s{i:03d}\n    public_key: {KEY}\n" for i in range(n))
+    p.write_text(f"class: {cls}\nregion: eu-west-1\ninstance_type: t3.large\nallow_cidr: 198.51.100.0/24\n"
+                 f"students:\n{students}")
+    return p
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1,10,50")
+    ap.add_argument("--jobs", type=int, default=8)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    sizes = [int(x) for x in a.sizes.split(",")]
+
+    tmp = Path(tempfile.mkdtemp(prefix="mlops-env-class-bench-"))
+    log = open(tmp / "moto.log", "w")  # noqa: SIM115 - closed at the end
+    env0 = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_", "MLOPS_ENV_"))}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests/ec2/moto_launcher.py")],  # noqa: S603
+                            stdout=subprocess.PIPE, stderr=log, text=True, env=env0)
+    port = json.loads(proc.stdout.readline())["port"] if proc.stdout else 0
+    url = f"http://127.0.0.1:{port}"
+    rows: list[dict[str, Any]] = []
+    try:
+        for n in sizes:
+            home = tmp / f"n{n}"
+            (home / "home").mkdir(parents=True)
+            env = dict(env0, HOME=str(home / "home"), MLOPS_ENV_HOME=str(home / "mlops"), AWS_ENDPOINT_URL=url,
+                       AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_CONFIG_FILE="/dev/null",
+                       AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true",
+                       AWS_REGION="eu-west-1", MLOPS_ENV_TEST_SSH_ADDRESS_MAP=f"*=127.0.0.1:{_free_port()}",
+                       MLOPS_ENV_TEST_CLASS_BOX="ready")
+            roster = _roster(home, f"bench{n}", n)
+            for label, argv in (("class up", ["class", "up", str(roster), "--yes", "--python-dist", "miniforge",
+                                              "--smoke-test", "off", "--jobs", str(a.jobs)]),
+                                ("class up (again: no-op)", ["class", "up", str(roster), "--yes", "--python-dist",
+                                                             "miniforge", "--smoke-test", "off"]),
+                                ("class down", ["class", "down", str(roster), "--yes"])):
+                _stats(url, reset=True)
+                t = time.monotonic()
+                r = subprocess.run([MLOPS, "--json", *argv], env=env, capture_output=True, text=True,  # noqa: S603
+                                   check=False, stdin=subprocess.DEVNULL)
+                dt = time.monotonic() - t
+                if r.returncode != 0:
+                    raise SystemExit(f"N={n} {label} failed ({r.returncode}): {r.stdout[-2000:]}{r.stderr[-2000:]}")
+                seen = _stats(url)["seen"]
+                total = sum(seen.values())
+                rows.append({"n": n, "command": label, "seconds": round(dt, 2), "aws_requests": total,
+                             "requests_per_student": round(total / n, 1),
+                             "by_action": dict(sorted(seen.items(), key=lambda kv: -kv[1]))})
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+    ups = {r["n"]: r for r in rows if r["command"] == "class up"}
+    base = ups[min(ups)]
+    ratios = {n: round(r["seconds"] / base["seconds"], 2) for n, r in ups.items()}
+    out = {"jobs": a.jobs, "rows": rows, "wall_ratio_vs_smallest": ratios}
+    if a.json:
+        print(json.dumps(out, indent=2))
+        return
+    print(f"class up on moto (box side: recorded ready answer), --jobs {a.jobs}")
+    print(f"{'N':>4} {'command':<26} {'wall':>8} {'AWS requests':>13} {'per student':>12}")
+    for r in rows:
+        print(f"{r['n']:>4} {r['command']:<26} {r['seconds']:>7.2f}s {r['aws_requests']:>13} "
+              f"{r['requests_per_student']:>12}")
+    for n, ratio in ratios.items():
+        print(f"class up wall time N={n} vs N={min(ups)}: {ratio}x (goal for N=50: <= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()
