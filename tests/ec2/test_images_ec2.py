@@ -292,3 +292,41 @@ def test_delete_removes_every_image_of_the_name_and_its_snapshots(ec2: Any) -> N
     assert f"image {data['id']}" in out["removed"]
     assert all(f"snapshot {sid}" in out["removed"] for sid in data["snapshots"])
     assert all(v == [] for v in image_build_tagged(ec2).values())
+
+
+# ------------------------------------------------------------------------- a class from an image
+
+
+def test_a_class_starts_every_student_from_the_rosters_image(ec2: Any, tmp_path: Any,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """`image:` in a roster: resolved once for the class (said in the plan), every student's
+    instance boots that AMI; an image only in another region stops `class up` before anything is
+    made, naming `image copy`. The box side is the TEST-ONLY recorded ready answer."""
+    from mlops_env.classroom import fleet
+    from mlops_env.classroom.roster import load
+    from mlops_env.ssh.keys import generate_host_keypair
+
+    monkeypatch.setenv(fleet.ENV_TEST_BOX, "ready")
+    data, _ = build()
+
+    def roster(region: str) -> Any:
+        body = "".join(f"  - name: {n}\n    public_key: {generate_host_keypair(n).public_line}\n" for n in ("ann", "ben"))
+        p = tmp_path / f"{region}.yaml"
+        p.write_text(f"class: img26\nregion: {region}\ninstance_type: t3.large\nallow_cidr: 198.51.100.0/24\n"
+                     f"image: {NAME}\nstudents:\n{body}")
+        return load(p)
+
+    opts = fleet.UpOptions(flags={"python_dist": "miniforge", "smoke_test": "off"})
+    with pytest.raises(NotFoundError) as e:
+        fleet.up(roster("us-east-1"), get_paths(), opts, fleet.Callbacks(confirm=lambda q: True))
+    assert e.value.code == "image-other-region" and "image copy" in (e.value.hint or "")
+    assert [i for r in ec2.describe_instances(Filters=[{"Name": "tag:mlops-env:class", "Values": ["img26"]}])
+            ["Reservations"] for i in r["Instances"]] == []
+
+    d = fleet.up(roster("eu-west-1"), get_paths(), opts, fleet.Callbacks(confirm=lambda q: True))
+    assert d["failed"] == 0, d["students"]
+    assert any(line.strip().startswith(f"image: from image {NAME}") for line in d["plan"]), d["plan"]
+    insts = [i for r in ec2.describe_instances(Filters=[{"Name": "tag:mlops-env:class", "Values": ["img26"]}])
+             ["Reservations"] for i in r["Instances"]]
+    assert len(insts) == 2 and {i["ImageId"] for i in insts} == {data["id"]}
+    assert {tags(i)["mlops-env:from-image"] for i in insts} == {NAME}

@@ -189,12 +189,13 @@ def plan(roster: Roster, paths: Paths, opts: UpOptions, aws: Any) -> Plan:
     if disk is not None:
         lines.append(f"  disks: {o['disk_gb']} GB gp3 each, ${disk:.2f}/month each = ${disk * n:.2f}/month "
                      "for the class, billed while stopped too")
-    from mlops_env.config import UP_OPTIONS
+    if roster.image:
+        # Once for the class, before anything is made: an unknown image, one only in another region
+        # (named with `image copy`) or of another architecture stops here, not 30 times later.
+        from mlops_env.providers.ec2.imagebuild import resolve_for_up
 
-    if roster.image and "ec2" not in UP_OPTIONS["from_image"].providers:
-        # `up ec2 --from-image` is not in this build yet: say so rather than pretend.
-        lines.append(f"  image: {roster.image} is not used: this mlops-env cannot start EC2 workstations from an "
-                     "image yet (fresh bootstrap instead)")
+        _, how, _ = resolve_for_up(Ec2(aws, first), roster.image, t.arch, o)
+        lines.append(f"  image: {how}")
     need = t.vcpus * n
     lines.append(f"  vCPUs: {need} needed ({t.vcpus} x {n}); on-demand quota in {aws.region}: "
                  + (f"{limit:g}" if limit is not None else "unknown (Service Quotas not readable)"))
