@@ -130,3 +130,15 @@ def test_a_build_while_another_holds_the_lock_is_busy(built: Any) -> None:
         code, doc = _run("image", "build", "ec2", "other", "--region", "eu-west-1", "--python-dist", "miniforge",
                          "--allow-cidr", "203.0.113.7/32")
     assert code == 10 and doc["errors"][0]["code"] == "busy", doc
+
+
+def test_delete_without_region_of_an_ec2_image_says_to_pass_it(built: Any, docker_engine: Any) -> None:
+    """Without --region `image delete` means the local Docker image; an EC2 image's name gets a
+    hint naming --region and where this machine built EC2 images."""
+    from mlops_env.providers.ec2.imagebuild import remember_region
+
+    remember_region(get_paths(), "eu-west-1")
+    code, doc = _run("image", "delete", NAME, "--yes")
+    err = doc["errors"][0]
+    assert (code, err["code"]) == (3, "image-not-found"), doc
+    assert "pass --region REGION (this machine built EC2 images in: eu-west-1)" in err["hint"]

@@ -302,6 +302,7 @@ def delete_cmd(ctx: typer.Context, name: ImageName,
     Workstations made from it keep running (a warning names them); `down` never deletes images."""
 
     def body(ui: Any) -> Any:
+        from mlops_env.errors import NotFoundError
         from mlops_env.images import validate_image_name
         from mlops_env.paths import get_paths
 
@@ -328,7 +329,15 @@ def delete_cmd(ctx: typer.Context, name: ImageName,
         users = imgs.in_use_by(name)
         if users:
             ui.warn(f"workstations made from image {name!r}: {', '.join(users)} (they keep running)")
-        data = imgs.delete(name, ui.info, confirm)
+        try:
+            data = imgs.delete(name, ui.info, confirm)
+        except NotFoundError as e:  # not a Docker image: an EC2 one needs its region
+            from mlops_env.providers.ec2.imagebuild import build_state_regions
+
+            regions = build_state_regions(get_paths())
+            e.hint = (f"{e.hint}; an EC2 image? pass --region REGION"
+                      + (f" (this machine built EC2 images in: {', '.join(regions)})" if regions else ""))
+            raise
         if not ui.json_mode:
             ui.out.print(f"deleted: {', '.join(data['removed'])}" if data["removed"] else "nothing to delete",
                          markup=False)
