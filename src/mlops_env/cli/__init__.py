@@ -9,7 +9,6 @@ group hoists them in front of the sub-command so ``mlops-env up docker --json`` 
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -28,7 +27,12 @@ except ImportError:  # pragma: no cover - depends on the installed typer
 from mlops_env import __version__
 from mlops_env.errors import ExitCode, Interrupted, MlopsError
 
-log = logging.getLogger("mlops_env")
+
+def _log() -> Any:
+    """The package logger; `logging` is imported when a command runs, not for `--help`."""
+    import logging
+
+    return logging.getLogger("mlops_env")
 
 _HOISTED = {"--json", "--debug", "--verbose"}
 
@@ -311,8 +315,8 @@ def run_command(ctx: typer.Context, name: str, body: Callable[[Any], Any]) -> No
     try:
         ui.start_log(get_paths().logs, name)
     except OSError as e:  # a read-only home must not stop read-only commands
-        log.debug("no log file: %s", e)
-    log.debug("mlops-env %s: %s", __version__, " ".join(sys.argv[1:]))
+        _log().debug("no log file: %s", e)
+    _log().debug("mlops-env %s: %s", __version__, " ".join(sys.argv[1:]))
     try:
         result = body(ui)
         outcome = result if isinstance(result, Outcome) else Outcome(data=result or {})
@@ -326,7 +330,7 @@ def run_command(ctx: typer.Context, name: str, body: Callable[[Any], Any]) -> No
         e2 = Interrupted("interrupted", hint="run the same command again: it picks up where it stopped")
         outcome = Outcome(errors=[e2.as_dict()], exit_code=e2.exit_code)
     except Exception as e:  # noqa: BLE001 - the one place that turns bugs into a clean exit
-        log.exception("unexpected error")
+        _log().exception("unexpected error")
         if st.debug:
             import traceback
 
@@ -350,12 +354,12 @@ def _report(ui: Any, outcome: Any) -> None:
     from mlops_env.output import plain_error
 
     for err in outcome.errors:
-        log.error("%s: %s (hint: %s)", err.get("code"), err.get("message"), err.get("hint"))
+        _log().error("%s: %s (hint: %s)", err.get("code"), err.get("message"), err.get("hint"))
     if ui.json_mode:
         try:
             ui.emit_json(outcome)
         except Exception:  # noqa: BLE001 - a last resort: one valid document, no traceback
-            log.exception("could not write the JSON document")
+            _log().exception("could not write the JSON document")
             import json
 
             doc = {"status": "error", "exit_code": int(outcome.exit_code), "data": {},
@@ -371,7 +375,7 @@ def _report(ui: Any, outcome: Any) -> None:
         try:
             ui.error(message, hint, output)
         except Exception:  # noqa: BLE001 - rendering must never turn an error into a traceback
-            log.exception("could not render the error; writing it as plain text")
+            _log().exception("could not render the error; writing it as plain text")
             sys.stderr.write(plain_error(message, hint, output))
             sys.stderr.flush()
 
