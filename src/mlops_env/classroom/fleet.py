@@ -232,7 +232,7 @@ def _is_quota(e: BaseException) -> bool:
 def up(roster: Roster, paths: Paths, opts: UpOptions, cb: Callbacks, *,
        box: Callable[..., dict[str, Any]] | None = None) -> dict[str, Any]:
     """``class up``; the lookups that are the same for every student (type, zones, subnets,
-    image, price) are made once (``aws.shared``). ``box``: see ``_up``."""
+    image, price) are made once (``providers.ec2.shared``). ``box``: see ``_up``."""
     from mlops_env.providers.ec2.shared import shared_lookups
 
     with shared_lookups():

@@ -1,9 +1,11 @@
-"""AWS plumbing for the EC2 provider (``providers/ec2.py``).
+"""The EC2 provider (``provider.py``) and its AWS plumbing (session, resources, images, pricing, ...).
 
 - ``session``: one boto3 session per command (the standard credential chain: env, profiles,
   SSO, instance roles), retry configuration, and the translation of every botocore failure
   into one clear ``MlopsError`` line with the fix.
-- ``ec2``: the resources mlops-env makes (key pair, security group, instance), found by tag.
+- ``resources``: the resources mlops-env makes (key pair, security group, instance), found by tag.
+- ``shared``: a class's one AWS session and per-class lookups (``class up``).
+- ``localsetup``: doctor's checks of this machine's AWS set-up.
 - ``pricing``: hourly and disk prices (AWS Pricing API, dated fallback table).
 - ``netinfo``: the caller's public IP for the SSH rule, CIDR checks, the test address map.
 - ``cloudinit``: the user data that installs the host key we generated.

@@ -11,7 +11,7 @@ The private half exists only in this user data, never in mlops-env's state or lo
 can read it: principals of the AWS account with ``ec2:DescribeInstanceAttribute``, and
 processes on the box through the metadata service (IMDSv2 is required and the hop limit is 1,
 so containers on the box cannot reach it). That is why the first ``up`` retires it: the box
-makes a new key whose private half never leaves it (``providers/ec2.py`` ``after_connect``).
+makes a new key whose private half never leaves it (``provider.py`` ``after_connect``).
 See docs/ec2.md, "Host key".
 """
 

@@ -2,7 +2,7 @@
 
 The provider makes the instance exist (or stops, starts, terminates it) and says how to reach
 it; SSH, bootstrap and the SSH config are the shared pipeline's. What it creates, all tagged
-at creation (``aws.ec2``): a key pair imported from mlops-env's ED25519 key, a security group
+at creation (``resources.py``): a key pair imported from mlops-env's ED25519 key, a security group
 of its own that lets only tcp/22 in from ``--allow-cidr`` (default: the caller's public IP as
 /32), and the instance (IMDSv2 required, encrypted gp3 root volume deleted on termination,
 instance-initiated shutdown = stop) with an SSH host key generated here and handed over in
