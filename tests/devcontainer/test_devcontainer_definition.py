@@ -119,6 +119,10 @@ def test_init_output_is_valid_for_every_distribution(dist: str, docker: bool) ->
 
 
 def test_init_copies_the_scripts_and_the_pinned_table_unchanged() -> None:
+    """The workstation's scripts as a box gets them: their templates/lib includes inlined, since
+    the copies run from .devcontainer/ where no lib/ folder is written."""
+    from mlops_env.paths import template
+
     files = dc.render_user(dc.Options())
     assert sorted(files) == sorted(f".devcontainer/{n}" for n in
                                    ("devcontainer.json", "Dockerfile", "on-create.sh", "post-create.sh",
@@ -126,7 +130,9 @@ def test_init_copies_the_scripts_and_the_pinned_table_unchanged() -> None:
     for name in ("Dockerfile", "on-create.sh", "post-create.sh"):
         assert files[f".devcontainer/{name}"] == (ROOT / "devcontainer" / name).read_text()
     for name in ("base.sh", "conda.sh", "installers.yaml"):
-        assert files[f".devcontainer/{name}"] == (ROOT / "templates" / name).read_text()
+        assert files[f".devcontainer/{name}"] == template(name)
+        assert not [ln for ln in files[f".devcontainer/{name}"].splitlines() if ln.startswith('. "${BASH_SOURCE')]
+    assert "apt_reason() {" in files[".devcontainer/base.sh"]
 
 
 def test_init_quotes_the_install_source_for_the_shell() -> None:

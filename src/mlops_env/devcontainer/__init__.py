@@ -53,7 +53,7 @@ __all__ = ["SCHEMA_FILE", "SCHEMA_REF", "DevcontainerError", "JsonPath", "Jsonc"
            "parse_jsonc", "schema", "schema_path", "schema_problems"]
 
 DEFINITION_FILES = ("devcontainer.json", "Dockerfile", "on-create.sh", "post-create.sh")
-TEMPLATE_FILES = ("base.sh", "conda.sh", "installers.yaml")  # from templates/, unchanged
+TEMPLATE_FILES = ("base.sh", "conda.sh", "installers.yaml")  # from templates/ (lib/ includes inlined)
 USER_DIR = ".devcontainer"  # where Codespaces looks (also .devcontainer.json, .devcontainer/*/)
 USERNAME = "vscode"  # the Dockerfile's USERNAME build arg and remoteUser
 DISTS = ("anaconda", "miniconda", "miniforge")
@@ -90,10 +90,10 @@ def definition_dir() -> Path:
 
 
 def _read(name: str) -> str:
-    if name in TEMPLATE_FILES:
-        from mlops_env.paths import templates_dir
+    if name in TEMPLATE_FILES:  # a script's lib/ includes inlined: the copy stands alone
+        from mlops_env.paths import template
 
-        return (templates_dir() / name).read_text(encoding="utf-8")
+        return template(name)
     return (definition_dir() / name).read_text(encoding="utf-8")
 
 
