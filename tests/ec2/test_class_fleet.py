@@ -140,3 +140,26 @@ def test_name_clash_with_an_instance_outside_the_class(moto_ec2: Any, seam: None
         run_up(p)
     assert ei.value.code == "class-name-clash" and "c26-bob" in ei.value.message
     assert class_resources(moto_ec2, "c26")["instances"] == 0 and Store(get_paths()).all() == []
+
+
+def test_status_reads_each_running_students_idle_agent(moto_ec2: Any, seam: None, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`class status` asks each running box's idle agent (steps.idlestop.read_agent: one SSH
+    command, proven against real boxes in tests/e2e) side by side; an unreachable one says why."""
+    from mlops_env.steps import idlestop
+
+    p = tmp_path / "roster.yaml"
+    p.write_text(roster_text(["alice", "bob"], cls="c27"))
+    assert run_up(p)["failed"] == 0
+    asked: list[str] = []
+
+    def fake_read(paths: Any, rec: Any, live: dict[str, Any], timeout: float = 8) -> dict[str, Any]:
+        asked.append(rec.name)
+        assert live["state"] == "running"
+        return {"idle_for_s": 600} if rec.name.endswith("alice") else {"error": "connection refused"}
+
+    monkeypatch.setattr(idlestop, "read_agent", fake_read)
+    rows = {r["student"]: r for r in fleet.status(load(p), get_paths())["students"]}
+    assert sorted(asked) == ["c27-alice", "c27-bob"]
+    assert (rows["alice"]["idle_for"], rows["alice"]["idle_detail"]) == (600, None)
+    assert (rows["bob"]["idle_for"], rows["bob"]["idle_detail"]) == (None, "connection refused")

@@ -104,6 +104,8 @@ students:
         # the smoke test did pass before that
         st = u.mlops("--json", "class", "status", str(roster), env=env)
         assert st.code == 0 and [s["smoke"] for s in st.data["students"]] == ["passed", "passed"], st
+        # the idle agent's state is read over SSH, which the instructor's key no longer opens: said, not raised
+        assert all(s["idle_for"] is None and s["idle_detail"] for s in st.data["students"]), st.data
 
         out = tmp_path / "bundles"
         b = u.mlops("--json", "class", "bundle", str(roster), "--out", str(out), env=env)

@@ -18,6 +18,7 @@ from mlops_env.doctor.parse import FAIL, OK
 from mlops_env.paths import Paths
 from mlops_env.pipeline import Events, steps_for
 from mlops_env.state import Endpoint, Record
+from mlops_env.steps import idlestop as idle_steps
 from mlops_env.steps.idlestop import IdleStopStep
 
 
@@ -179,12 +180,12 @@ def test_status_lines_with_cost_until_the_stop() -> None:
 
 def test_status_does_not_connect_when_there_is_nothing_to_ask(tmp_path: Path) -> None:
     paths = _paths(tmp_path)
-    assert cli_idle.read_agent(paths, _rec(), {"state": "stopped"}) is None
-    assert cli_idle.read_agent(paths, _rec("docker"), {"state": "running"}) is None  # never turned on
-    got = cli_idle.read_agent(paths, _rec("docker", idle_stop_agent=True), {"state": "running"})
+    assert idle_steps.read_agent(paths, _rec(), {"state": "stopped"}) is None
+    assert idle_steps.read_agent(paths, _rec("docker"), {"state": "running"}) is None  # never turned on
+    got = idle_steps.read_agent(paths, _rec("docker", idle_stop_agent=True), {"state": "running"})
     assert got is not None and "error" in got  # installed once: asked (unreachable here)
     # an ec2 box that cannot be reached: reported, not raised (no pinned key here)
-    got = cli_idle.read_agent(paths, _rec(), {"state": "running"})
+    got = idle_steps.read_agent(paths, _rec(), {"state": "running"})
     assert got is not None and "no pinned host key" in got["error"]
 
 

@@ -447,6 +447,7 @@ def status(roster: Roster, paths: Paths) -> dict[str, Any]:
 def _status(roster: Roster, paths: Paths) -> dict[str, Any]:
     from mlops_env.providers import get_provider
     from mlops_env.state import Store
+    from mlops_env.steps.idlestop import read_agent
 
     store = Store(paths)
     prov = get_provider("ec2", paths)
@@ -462,9 +463,13 @@ def _status(roster: Roster, paths: Paths) -> dict[str, Any]:
         cost = info.get("cost_so_far_usd") or {}
         total = sum(v for v in cost.values() if v is not None) if cost else None
         smoke = (rec.steps.get("smoke") or {}).get("status")
-        idle = None  # on the box (idle agent): not read here, the class commands never SSH
+        # The idle agent's state lives on the box: one SSH connection, one command (as `status`),
+        # these run side by side in the pool. Unreachable: the row says why, the table goes on.
+        agent = read_agent(paths, rec, info)
+        idle = None if not agent or agent.get("error") else agent.get("idle_for_s")
         return {**row, "state": info.get("state"), "phase": rec.phase, "ip": info.get("public_ip"),
                 "uptime_seconds": info.get("uptime_seconds"), "idle_for": idle,
+                "idle_detail": (agent or {}).get("error") or ((agent or {}).get("activity") if agent else None),
                 "cost_so_far_usd": None if total is None else round(total, 4),
                 "smoke": {"changed": "passed", "unchanged": "passed"}.get(str(smoke), smoke or "not run"),
                 "detail": info.get("detail")}

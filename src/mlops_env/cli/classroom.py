@@ -123,7 +123,7 @@ def class_status(ctx: typer.Context, roster: RosterArg) -> None:
         data = fleet.status(r, get_paths())
         if not ui.json_mode:
             rows = [(s["student"] or "-", str(s.get("state") or "-"), s.get("ip") or "-",
-                     _dur(s.get("uptime_seconds")), str(s.get("idle_for") or "-"),
+                     _dur(s.get("uptime_seconds")), _dur(s.get("idle_for")),
                      "-" if s.get("cost_so_far_usd") is None else f"${s['cost_so_far_usd']:.2f}",
                      str(s.get("smoke") or "-")) for s in data["students"]]
             _table(ui, ("STUDENT", "STATE", "IP", "UPTIME", "IDLE", "COST SO FAR", "SMOKE"), rows)

@@ -153,10 +153,11 @@ def status_cmd(ctx: typer.Context, name: Name) -> None:
     def body(ui: Any) -> Any:
         import json
 
-        from mlops_env.cli.idlestop import agent_lines, read_agent
+        from mlops_env.cli.idlestop import agent_lines
         from mlops_env.pipeline import code_command
         from mlops_env.providers import get_provider
         from mlops_env.ssh import knownhosts
+        from mlops_env.steps.idlestop import read_agent
 
         paths, _store, rec = _load(name)
         live = get_provider(rec.provider, paths).state(rec)

@@ -266,3 +266,30 @@ def summarize(st: Mapping[str, str], *, now: float | None = None) -> dict[str, A
         parts.append(f"after {cap / 3600:g} h uptime")
     out["summary"] = "power off " + " or ".join(parts)
     return out
+
+
+# -- for `status`, `list` and `class status` ----------------------------------------------------
+def read_agent(paths: Any, rec: Any, live: dict[str, Any], timeout: float = 8) -> dict[str, Any] | None:
+    """The idle-stop agent's state on a running workstation (one SSH connection, one command),
+    or None when there is nothing to ask: not running, never set up, or no agent expected (a
+    docker/ssh box whose idle stop was never turned on). A box that cannot be reached gives
+    ``{"error": ...}``: `status` must not fail because of it."""
+    from mlops_env.errors import MlopsError
+    from mlops_env.ssh.connect import connect
+
+    if live.get("state") not in ("running", "reachable") or rec.endpoint is None or rec.phase != "ready":
+        return None
+    if rec.provider not in PROVIDER_WINDOW and not (rec.provider_data or {}).get("idle_stop_agent"):
+        return None
+    try:
+        transport = connect(paths, rec.endpoint, timeout)
+    except MlopsError as e:
+        return {"error": e.message}
+    try:
+        call = status_call()
+        res = transport.run_script(template(call.script), call.args, timeout=timeout)
+    except MlopsError as e:
+        return {"error": e.message}
+    finally:
+        transport.close()
+    return summarize(parse_status(res.stdout))
