@@ -3,6 +3,12 @@
 recorded ready answer (TEST-ONLY seam MLOPS_ENV_TEST_CLASS_BOX=ready).
 
     .venv/bin/python bench/class_bench.py [--sizes 1,10,50] [--jobs 8] [--json]
+    .venv/bin/python bench/class_bench.py --standins 1,3      # real boxes (needs root + Docker)
+
+``--standins``: the same `class up` with the box side for real, on instance STAND-INs (systemd
+containers booted by the real cloud-init, tests/ec2/instance_standin.py; the full bootstrap with
+the STAND-IN Anaconda installer, smoke test `sample`), N = each size: the time of the provisioning
+run, of the run that sets every box up side by side, and their ratio against the smallest N.
 
 Goal (issue 14): N=50 within 1.5x the wall time of N=1, AWS requests per student constant.
 What it measures is the fan-out: mlops-env's own overhead and its request count, against an
@@ -51,12 +57,101 @@ def _roster(d: Path, cls: str, n: int) -> Path:
     return p
 
 
+def standins(sizes: list[int], jobs: int) -> list[dict[str, Any]]:
+    """class up for real on instance stand-ins (see the module docstring)."""
+    sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "ec2")]
+    import logging
+
+    import boto3
+    import hosts  # type: ignore[import-not-found]
+    from instance_standin import InstanceStandIn  # type: ignore[import-not-found]
+    from standin import make_conda_installer as standin  # type: ignore[import-not-found]
+
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # the stand-ins' early probes while sshd boots
+    client, why = hosts.docker_client_or_none()
+    if client is None:
+        raise SystemExit(f"no Docker engine: {why}")
+    installer, sha = standin.build_installer()
+    tmp = Path(tempfile.mkdtemp(prefix="mlops-env-class-bench-boxes-"))
+    log = open(tmp / "moto.log", "w")  # noqa: SIM115 - closed at the end
+    env0 = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_", "MLOPS_ENV_"))}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests/ec2/moto_launcher.py")],  # noqa: S603
+                            stdout=subprocess.PIPE, stderr=log, text=True, env=env0)
+    url = f"http://127.0.0.1:{json.loads(proc.stdout.readline())['port'] if proc.stdout else 0}"
+    ec2 = boto3.client("ec2", region_name="eu-west-1", endpoint_url=url, aws_access_key_id="testing",
+                       aws_secret_access_key="testing")
+    rows: list[dict[str, Any]] = []
+
+    def run(env: dict[str, str], *argv: str) -> float:
+        t = time.monotonic()
+        r = subprocess.run([MLOPS, "--json", *argv], env=env, capture_output=True, text=True,  # noqa: S603
+                           check=False, stdin=subprocess.DEVNULL, timeout=3600)
+        if r.returncode != 0:
+            raise SystemExit(f"{' '.join(argv[:2])} failed ({r.returncode}): {r.stdout[-3000:]}{r.stderr[-2000:]}")
+        return time.monotonic() - t
+
+    try:
+        for n in sizes:
+            cls = f"sb{n}"
+            home = tmp / f"n{n}"
+            (home / "home" / ".ssh").mkdir(parents=True)
+            env = dict(env0, HOME=str(home / "home"), MLOPS_ENV_HOME=str(home / "mlops"), AWS_ENDPOINT_URL=url,
+                       AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_CONFIG_FILE="/dev/null",
+                       AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true",
+                       AWS_REGION="eu-west-1", NO_COLOR="1")
+            roster = _roster(home, cls, n)
+            names = [f"{cls}-s{i:03d}" for i in range(n)]
+            boxes = [InstanceStandIn(client, ec2, nm) for nm in names]
+            try:
+                for b in boxes:
+                    b.__enter__()
+                    file_url = b.put_file(installer)
+                cfg = home / "config.yaml"
+                cfg.write_text(f"conda_installer: {file_url}\nconda_sha256: {sha}\naccept_anaconda_tos: true\n"
+                               "smoke_test: sample\nssh_timeout: 120\n")
+                up = ["class", "up", str(roster), "--yes", "--config", str(cfg), "--jobs", str(jobs)]
+                t_prov = run({**env, "MLOPS_ENV_TEST_CLASS_BOX": "provision"}, *up)
+                for b in boxes:
+                    b.wait_booted()
+                ips = {next(t["Value"] for t in i["Tags"] if t["Key"] == "mlops-env:name"): i["PublicIpAddress"]
+                       for r in ec2.describe_instances(Filters=[{"Name": "tag:mlops-env:class", "Values": [cls]}])
+                       ["Reservations"] for i in r["Instances"]}
+                env["MLOPS_ENV_TEST_SSH_ADDRESS_MAP"] = ",".join(f"{ips[b.name]}=127.0.0.1:{b.port}" for b in boxes)
+                t_boxes = run(env, *up)
+                run(env, "class", "down", str(roster), "--yes")
+            finally:
+                for b in boxes:
+                    b.__exit__(None, None, None)
+            rows.append({"n": n, "provision_seconds": round(t_prov, 1), "boxes_seconds": round(t_boxes, 1)})
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1,10,50")
     ap.add_argument("--jobs", type=int, default=8)
+    ap.add_argument("--standins", metavar="N,N", help="real boxes on instance stand-ins, e.g. 1,3")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    if a.standins:
+        got = standins([int(x) for x in a.standins.split(",")], a.jobs)
+        base = got[0]
+        for r in got:
+            r["boxes_ratio"] = round(r["boxes_seconds"] / base["boxes_seconds"], 2)
+        if a.json:
+            print(json.dumps(got, indent=2))
+            return
+        print(f"class up on instance stand-ins (real cloud-init, full bootstrap, sample smoke test), --jobs {a.jobs}")
+        print(f"{'N':>4} {'provision':>10} {'boxes set up':>13} {'ratio':>7}")
+        for r in got:
+            print(f"{r['n']:>4} {r['provision_seconds']:>9.1f}s {r['boxes_seconds']:>12.1f}s {r['boxes_ratio']:>6}x")
+        load = os.getloadavg()
+        print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs")
+        return
     sizes = [int(x) for x in a.sizes.split(",")]
 
     tmp = Path(tempfile.mkdtemp(prefix="mlops-env-class-bench-"))
