@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +72,19 @@ def print_table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 
 def load_line() -> str:
     return f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs"
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for a closed SSH address, a server's port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def moto_stats(url: str, reset: bool = False) -> dict[str, Any]:
+    """The moto launcher's request counts (tests/ec2/moto_launcher.py); ``reset`` clears them and
+    any fault rules."""
+    req = urllib.request.Request(f"{url}/_mlops_test/faults", method="POST" if reset else "GET",
+                                 data=b'{"rules": []}' if reset else None)
+    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - loopback
+        return dict(json.loads(r.read()))

@@ -14,31 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
+
+from benchlib import free_port as _free_port
+from benchlib import moto_stats as _stats
 
 ROOT = Path(__file__).resolve().parent.parent
 MLOPS = str(Path(sys.executable).parent / "mlops-env")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _stats(url: str, reset: bool = False) -> dict[str, Any]:
-    req = urllib.request.Request(f"{url}/_mlops_test/faults", method="POST" if reset else "GET",
-                                 data=b'{"rules": []}' if reset else None)
-    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - loopback
-        return dict(json.loads(r.read()))
 
 
 def main() -> None:
