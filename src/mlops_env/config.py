@@ -257,6 +257,20 @@ def _norm_key(key: str) -> str:
     return key.strip().replace("-", "_")
 
 
+
+def compose_yaml(text: str, path: Path | str, *, hint: str, code: str | None = None) -> Any:
+    """The YAML node tree of a file's text (nodes keep their line numbers for later errors); a
+    syntax error is one ConfigError line naming FILE:LINE:COLUMN and the problem."""
+    import yaml
+
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: malformed YAML: {problem}", hint=hint, code=code) from None
+
 def load_file(path: Path, *, required: bool) -> dict[str, tuple[Any, int]]:
     """Read the YAML config: ``{option: (value, line)}``. Unknown keys are errors."""
     import yaml
@@ -269,14 +283,7 @@ def load_file(path: Path, *, required: bool) -> dict[str, tuple[Any, int]]:
         return {}
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read config file {path}: {e}", hint="check its permissions and encoding") from e
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{where}: malformed YAML: {problem}",
-                          hint="fix the file or move it away; see README 'Configuration'") from e
+    node = compose_yaml(text, path, hint="fix the file or move it away; see README 'Configuration'")
     if node is None:
         return {}
     if not isinstance(node, yaml.MappingNode):

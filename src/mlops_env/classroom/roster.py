@@ -84,19 +84,15 @@ def load(path: Path) -> Roster:
     """Read and validate a roster; ``ConfigError`` (exit 2) naming the line on any problem."""
     import yaml
 
+    from mlops_env import config as cfg
+
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise NotFoundError(f"roster {path} not found", hint="check the path", code="roster-missing") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read roster {path}: {e}", hint="check its permissions and encoding") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{where}: malformed YAML: {problem}", hint=HINT, code="roster-invalid") from None
+    node = cfg.compose_yaml(text, path, hint=HINT, code="roster-invalid")
     if node is None or not isinstance(node, yaml.MappingNode):
         raise _err(path, node.start_mark.line + 1 if node is not None else 1,
                    "expected a mapping with class: and students:")
