@@ -275,7 +275,9 @@ class _Connected:
             while not self.stop.is_set():
                 self.t.run_script("sleep 0.7", [])  # a command ...
                 self.commands += 1
-                self.stop.wait(0.6)  # ... then nothing under the connection for a while
+                # ... then no command for longer than the agent's re-looks at a bare session
+                # (4 x 0.25 s): only the transport's presence channel tells it this is mlops-env
+                self.stop.wait(2.5)
         except MlopsError:
             pass  # the box powered off under it
         finally:
@@ -307,10 +309,42 @@ def test_mlops_env_connections_are_not_activity(box: Any, docker_engine: Any, us
         assert status(docker_engine, box) == "exited" or wait_stopped(docker_engine, box) >= 0
     finally:
         conn.close()
-    assert conn.commands >= 3, "the connection did not run commands while the box was up"
+    assert conn.commands >= 2, "the connection did not run commands while the box was up"
     assert seen and not [a for a in seen if "ssh" in a and "active" in a], seen
     ev = [line.split()[1:3] for line in events(docker_engine, box).splitlines()]
     assert ev == [["warn", "idle"], ["poweroff", "idle"]], ev
+
+
+def test_mlops_env_between_commands_is_known_at_first_look(box: Any, docker_engine: Any, user_env: Env,
+                                                            tmp_path: Path) -> None:
+    """mlops-env's connection, seconds after its last command and never seen by a check before,
+    is left out at the agent's FIRST look with no re-looks (the transport holds a presence
+    channel for its whole life); a person's `ssh -N` tunnel, looked at the same way, counts."""
+    idle_stop(user_env, "ws", "30m")
+    hosts.exec_in(docker_engine, box.container_id, ["systemctl", "stop", "mlops-env-idle.timer"])
+    gather = ["env", "MLOPS_ENV_IDLE_RESAMPLES=0", "/usr/local/lib/mlops-env/idle-agent", "gather"]
+
+    def ssh_verdict() -> str:
+        out = hosts.exec_in(docker_engine, box.container_id, gather).stdout
+        return next(line for line in out.splitlines() if line.split()[1:2] == ["ssh"])
+
+    from mlops_env.ssh.transport import SSHTransport
+
+    t = SSHTransport(box.host, box.port, box.user, str(box.identity), box.host_key, timeout=20)
+    try:
+        t.run_script("true", [])
+        time.sleep(2)  # nothing of mlops-env's runs under the connection now but its presence
+        assert ssh_verdict() == "idle ssh"
+        known_hosts = hosts.write_known_hosts(tmp_path / "known_hosts", box)
+        tunnel = subprocess.Popen([*hosts.ssh_argv(box, known_hosts=known_hosts), "-N"],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(2)
+            assert ssh_verdict() == "active ssh 1 session(s) (ubuntu@forwarding)"
+        finally:
+            tunnel.kill()
+    finally:
+        t.close()
 
 
 def test_a_persons_tunnel_counts_beside_mlops_env(box: Any, docker_engine: Any, user_env: Env,

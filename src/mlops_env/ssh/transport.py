@@ -34,6 +34,13 @@ _KEY_ALGOS = {
     "ecdsa-sha2-nistp521": ("ecdsa-sha2-nistp521",),
 }
 
+#: Held open on every connection for its whole life (see ``SSHTransport._hold_presence``): a
+#: shell whose $0 is ``mlops-env`` (the mark of mlops-env's command wrapper, ``run_script``),
+#: reading its stdin until the connection closes. With it under the session, the box's
+#: idle-stop agent tells this connection from a person's even between two commands, however
+#: long the pause (docs/idle-stop.md, "mlops-env's own connections do not count").
+PRESENCE_COMMAND = "sh -c 'while read -r _; do :; done' mlops-env"
+
 
 def fingerprint(key_type: str, key_b64: str) -> str:
     """``SHA256:...`` fingerprint, formatted like ``ssh-keygen -lf``."""
@@ -248,6 +255,7 @@ class SSHTransport(Transport):
         self.connects = 0
         self._lock = threading.Lock()
         self._t: Any = None
+        self._presence: Any = None
         self._connect()
 
     # -- connection -------------------------------------------------------------------------
@@ -276,6 +284,23 @@ class SSHTransport(Transport):
             raise
         self._t = t
         self.connects += 1
+        threading.Thread(target=self._hold_presence, args=(t,), name="ssh-presence", daemon=True).start()
+
+    def _hold_presence(self, t: Any) -> None:
+        """Open the presence channel (``PRESENCE_COMMAND``) beside the caller's first command,
+        off the caller's thread, so that no round trip is added to a run. Best effort: a server
+        that refuses another session (MaxSessions 1) only loses the idle agent's certainty."""
+        import paramiko
+
+        try:
+            chan = t.open_session(timeout=30)
+            chan.exec_command(PRESENCE_COMMAND)
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            if t.is_active():
+                log.debug("no presence channel on %s: %s", self.where, e)
+            return
+        self._presence = chan  # held: paramiko closes a channel that is garbage-collected
+        log.debug("presence channel open on %s", self.where)
 
     def _auth(self, t: Any) -> None:
         import paramiko
@@ -311,6 +336,7 @@ class SSHTransport(Transport):
         if self._t is not None:
             self._t.close()
             self._t = None
+        self._presence = None
 
     def open_channel(self, host: str, port: int, *, timeout: float = 10.0) -> Any:
         """A ``direct-tcpip`` channel to HOST:PORT as the box sees it, over this connection (what
