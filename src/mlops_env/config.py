@@ -301,6 +301,19 @@ def load_file(path: Path, *, required: bool) -> dict[str, tuple[Any, int]]:
                 code="config-unknown-key",
             )
         value = loader.construct_object(vnode, deep=True)
+        if key == "repo" and isinstance(value, str) and ("://" in value or "@" in value):
+            # `repo: URL`, as in a class roster: the course repository, cloned on the box (the
+            # codespace's `repo:` is OWNER/REPO, never a URL)
+            if "clone" in out or any(_norm_key(str(k.value)) == "clone" for k, _ in node.value):
+                raise ConfigError(f"{path}:{line}: both `repo: {value}` and `clone:` name a repository to clone",
+                                  hint="keep one of them")
+            try:
+                _git_url(value)
+            except ValueError as e:
+                raise ConfigError(f"{path}:{line}: key 'repo': {e}",
+                                  hint="repo: the course repository to clone on the box (a URL), or the "
+                                  "codespace's OWNER/REPO") from None
+            key = "clone"
         out[key] = (value, line)
     return out
 

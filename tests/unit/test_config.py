@@ -143,3 +143,24 @@ def test_docker_user_names_useradd_refuses_are_refused_before_anything(tmp_path:
     """Issue 11 item 5: `useradd`'s default NAME_REGEX and 32-character limit."""
     with pytest.raises(UsageError, match="--user"):
         resolve(_flags(user=user), config_path=None, default_config=tmp_path / "none.yaml", env={})
+
+
+def test_repo_url_in_the_file_is_the_course_repository_to_clone(tmp_path: Path) -> None:
+    """`repo: URL` (the roster's spelling) clones it on the box; `repo: OWNER/REPO` stays the
+    codespace's repository; both `repo: URL` and `clone:` is one error naming the line."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("python_dist: miniforge\nrepo: https://github.com/DataTalksClub/mlops-zoomcamp\n")
+    r = resolve(_flags(), config_path=cfg, default_config=cfg, env={})
+    assert (r["clone"], r.sources["clone"]) == ("https://github.com/DataTalksClub/mlops-zoomcamp", f"file {cfg}:2")
+    assert r["repo"] is None
+    cfg.write_text("repo: DataTalksClub/mlops-zoomcamp\n")
+    r = resolve(_flags(), config_path=cfg, default_config=cfg, env={})
+    assert (r["repo"], r["clone"]) == ("DataTalksClub/mlops-zoomcamp", None)
+    cfg.write_text("clone: git@github.com:a/b.git\nrepo: https://github.com/a/c\n")
+    with pytest.raises(ConfigError) as e:
+        resolve(_flags(), config_path=cfg, default_config=cfg, env={})
+    assert e.value.message.startswith(f"{cfg}:2: both `repo: https://github.com/a/c` and `clone:`")
+    cfg.write_text("repo: ftp://h/x\n")
+    with pytest.raises(ConfigError) as e:
+        resolve(_flags(), config_path=cfg, default_config=cfg, env={})
+    assert e.value.message.startswith(f"{cfg}:1: key 'repo': expected an https://")
