@@ -12,7 +12,10 @@ run, of the run that sets every box up side by side, and their ratio against the
 
 Goal (issue 14): N=50 within 1.5x the wall time of N=1, AWS requests per student constant.
 What it measures is the fan-out: mlops-env's own overhead and its request count, against an
-endpoint that answers at once. On real AWS each request adds network latency (paid in
+endpoint that answers at once. Each row also gives the CPU seconds of the mlops-env run and
+of the moto server during it: on a small machine both share the same cores, and the stand-in's
+own CPU (moto answers every request in Python, slower as its store fills) is part of the wall
+time there, which real AWS does not add to the caller's machine. On real AWS each request adds network latency (paid in
 parallel, up to --jobs at once) and each instance its boot time (also in parallel); the full
 bootstrap on real boxes is measured by tests/ec2/test_e2e_class_boxes.py.
 """
@@ -43,6 +46,20 @@ def _roster(d: Path, cls: str, n: int) -> Path:
     p.write_text(f"class: {cls}\nregion: eu-west-1\ninstance_type: t3.large\nallow_cidr: 198.51.100.0/24\n"
                  f"students:\n{students}")
     return p
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children: the mlops-env runs."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) used so far by the running process PID (the moto server)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def standins(sizes: list[int], jobs: int) -> list[dict[str, Any]]:
@@ -147,8 +164,8 @@ def main() -> None:
     env0 = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_", "MLOPS_ENV_"))}
     proc = subprocess.Popen([sys.executable, str(ROOT / "tests/ec2/moto_launcher.py")],  # noqa: S603
                             stdout=subprocess.PIPE, stderr=log, text=True, env=env0)
-    port = json.loads(proc.stdout.readline())["port"] if proc.stdout else 0
-    url = f"http://127.0.0.1:{port}"
+    info = json.loads(proc.stdout.readline()) if proc.stdout else {"port": 0, "pid": 0}
+    url = f"http://127.0.0.1:{info['port']}"
     rows: list[dict[str, Any]] = []
     try:
         for n in sizes:
@@ -166,15 +183,17 @@ def main() -> None:
                                                              "miniforge", "--smoke-test", "off"]),
                                 ("class down", ["class", "down", str(roster), "--yes"])):
                 _stats(url, reset=True)
-                t = time.monotonic()
+                m0, c0, t = _cpu_of(info["pid"]), _children_cpu(), time.monotonic()
                 r = subprocess.run([MLOPS, "--json", *argv], env=env, capture_output=True, text=True,  # noqa: S603
                                    check=False, stdin=subprocess.DEVNULL)
                 dt = time.monotonic() - t
+                client_cpu, moto_cpu = _children_cpu() - c0, _cpu_of(info["pid"]) - m0
                 if r.returncode != 0:
                     raise SystemExit(f"N={n} {label} failed ({r.returncode}): {r.stdout[-2000:]}{r.stderr[-2000:]}")
                 seen = _stats(url)["seen"]
                 total = sum(seen.values())
                 rows.append({"n": n, "command": label, "seconds": round(dt, 2), "aws_requests": total,
+                             "client_cpu_seconds": round(client_cpu, 2), "standin_cpu_seconds": round(moto_cpu, 2),
                              "requests_per_student": round(total / n, 1),
                              "by_action": dict(sorted(seen.items(), key=lambda kv: -kv[1]))})
     finally:
@@ -189,10 +208,11 @@ def main() -> None:
         print(json.dumps(out, indent=2))
         return
     print(f"class up on moto (box side: recorded ready answer), --jobs {a.jobs}")
-    print(f"{'N':>4} {'command':<26} {'wall':>8} {'AWS requests':>13} {'per student':>12}")
+    print(f"{'N':>4} {'command':<26} {'wall':>8} {'AWS requests':>13} {'per student':>12} "
+          f"{'mlops-env CPU':>14} {'stand-in CPU':>13}")
     for r in rows:
         print(f"{r['n']:>4} {r['command']:<26} {r['seconds']:>7.2f}s {r['aws_requests']:>13} "
-              f"{r['requests_per_student']:>12}")
+              f"{r['requests_per_student']:>12} {r['client_cpu_seconds']:>13.2f}s {r['standin_cpu_seconds']:>12.2f}s")
     for n, ratio in ratios.items():
         print(f"class up wall time N={n} vs N={min(ups)}: {ratio}x (goal for N=50: <= 1.5x)")
 

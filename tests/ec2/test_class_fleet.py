@@ -17,9 +17,18 @@ from mlops_env.providers.ec2 import TAG_CLASS
 from mlops_env.ssh.keys import generate_host_keypair
 from mlops_env.state import Store
 
+_KEYS: dict[str, str] = {}
+
+
+def key_of(name: str) -> str:
+    """A student's public key, the same for every roster of this test run (a new key is a change)."""
+    if name not in _KEYS:
+        _KEYS[name] = generate_host_keypair(name).public_line
+    return _KEYS[name]
+
 
 def roster_text(names: list[str], cls: str = "c26", extra: str = "") -> str:
-    body = "".join(f"  - name: {n}\n    public_key: {generate_host_keypair(n).public_line}\n" for n in names)
+    body = "".join(f"  - name: {n}\n    public_key: {key_of(n)}\n" for n in names)
     return (f"class: {cls}\nregion: eu-west-1\ninstance_type: t3.large\nallow_cidr: 198.51.100.0/24\n"
             f"max_hours: 8\n{extra}students:\n{body}")
 
@@ -85,6 +94,24 @@ def test_class_up_converges_edit_and_down(moto_ec2: Any, seam: None, tmp_path: P
     assert class_resources(moto_ec2, "c26")["instances"] == 3
     assert Store(get_paths()).find("c26-bob") is None
 
+    # roster edits that change the boxes update the running ones (`up` again), unasked:
+    # instructor access for all; one student's new key; an option (idle_stop) for all
+    asked.clear()
+    p.write_text(roster_text(["alice", "carol", "dave"], extra="instructor_access: false\n"))
+    d = run_up(p, asked=asked, dry_run=True)
+    assert (d["update"], d["keep"]) == (["alice", "carol", "dave"], []), d
+    d = run_up(p, asked=asked)
+    assert [s["status"] for s in d["students"]] == ["updated"] * 3 and asked == [], d["students"]
+    assert [s["status"] for s in run_up(p)["students"]] == ["unchanged"] * 3
+    _KEYS["carol"] = generate_host_keypair("carol-new").public_line
+    p.write_text(roster_text(["alice", "carol", "dave"], extra="instructor_access: false\n"))
+    assert {s["student"]: s["status"] for s in run_up(p)["students"]} == {
+        "alice": "unchanged", "carol": "updated", "dave": "unchanged"}
+    p.write_text(roster_text(["alice", "carol", "dave"], extra="instructor_access: false\nidle_stop: 45m\n"))
+    assert [s["status"] for s in run_up(p)["students"]] == ["updated"] * 3
+    assert [r.options["idle_stop"] for r in fleet.class_records(get_paths(), "c26")] == ["45m"] * 3
+    assert class_resources(moto_ec2, "c26")["instances"] == 3
+
     # status: one row per student
     s = fleet.status(load(p), get_paths())
     assert [r["student"] for r in s["students"]] == ["alice", "carol", "dave"]
@@ -94,8 +121,15 @@ def test_class_up_converges_edit_and_down(moto_ec2: Any, seam: None, tmp_path: P
     d = fleet.lifecycle(load(p), get_paths(), "stop", fleet.Callbacks())
     assert d["failed"] == 0 and len(d["students"]) == 3
     assert {r["state"] for r in fleet.status(load(p), get_paths())["students"]} == {"stopped"}
+    # a change for a stopped class waits: not started for it, said in the plan
+    p.write_text(roster_text(["alice", "carol", "dave"], extra="instructor_access: true\nidle_stop: 45m\n"))
+    d = run_up(p)
+    assert [s["status"] for s in d["students"]] == ["unchanged"] * 3 and d["update"] == []
+    assert any("3 stopped workstation(s) have roster changes" in line for line in d["plan"]), d["plan"]
+    assert {r["state"] for r in fleet.status(load(p), get_paths())["students"]} == {"stopped"}
     d = fleet.lifecycle(load(p), get_paths(), "start", fleet.Callbacks())
     assert d["failed"] == 0
+    assert [s["status"] for s in run_up(p)["students"]] == ["updated"] * 3
     s2 = fleet.status(load(p), get_paths())
     assert {r["state"] for r in s2["students"]} == {"running"}
 

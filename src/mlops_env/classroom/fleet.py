@@ -126,6 +126,8 @@ class Plan:
     create: list[str]  # students
     resume: list[str]  # a record exists but is not ready, or its instance is gone
     keep: list[str]
+    update: list[str]  # ready and running, but the roster wants its box otherwise (keys, access, options)
+    held: list[str]  # in keep: would be updated, but its instance is stopped
     remove: list[Record]
     hourly: float | None
     price_source: str
@@ -135,10 +137,32 @@ class Plan:
     lines: list[str]
 
 
-def plan(roster: Roster, paths: Paths, opts: UpOptions, aws: Any) -> Plan:
-    """What ``class up`` would do; read-only AWS calls only. Refuses name clashes."""
+def box_digest(keys: tuple[str, ...], instructor_access: bool) -> str:
+    """What the box side of a student's workstation was last set up for: their public keys (type
+    and base64; comments do not matter) and whether the instructor's key stays."""
+    import hashlib
+    import json
+
+    wanted = sorted({" ".join(k.split()[:2]) for k in keys})
+    return hashlib.sha256(json.dumps([wanted, instructor_access]).encode()).hexdigest()[:16]
+
+
+def _box_changed(roster: Roster, paths: Paths, opts: UpOptions, rec: Record, keys: tuple[str, ...]) -> str | None:
+    """Why a ready workstation needs `up` again for the roster as it is now, or None."""
+    if rec.provider_data.get("box_digest") != box_digest(keys, roster.instructor_access):
+        return "keys or instructor access"
+    o = _resolve(roster, paths, rec.name, opts)
+    changed = [k for k in roster.options() if k != "from_image" and o.get(k) != rec.options.get(k)]
+    return ", ".join(changed) if changed else None
+
+
+def plan(roster: Roster, paths: Paths, opts: UpOptions, aws: Any,
+         keys: dict[str, tuple[str, ...]] | None = None) -> Plan:
+    """What ``class up`` would do; read-only AWS calls only. Refuses name clashes. With
+    ``keys`` (each student's public keys as now), a ready workstation whose box the roster now
+    wants otherwise (keys, instructor access, options) is updated (`up` again) when it runs."""
     from mlops_env.providers.ec2 import pricing
-    from mlops_env.providers.ec2.resources import Ec2
+    from mlops_env.providers.ec2.resources import Ec2, state_of
     from mlops_env.state import Store
 
     store = Store(paths)
@@ -156,13 +180,20 @@ def plan(roster: Roster, paths: Paths, opts: UpOptions, aws: Any) -> Plan:
             f"{len(foreign)} instance(s) in {aws.region} already carry the names of this class's workstations "
             f"without its tag {TAG_CLASS}={roster.name}: {', '.join(sorted(foreign)[:5])}",
             hint="rename the class (class:) or remove those workstations first", code="class-name-clash")
-    create, resume, keep = [], [], []
+    create, resume, keep, update, held = [], [], [], [], []
     for st, ws in names.items():
         rec = store.find(ws)
         if rec is None:
             create.append(st)
         elif rec.phase == "ready" and ws in live:
-            keep.append(st)
+            why = _box_changed(roster, paths, opts, rec, keys[st]) if keys is not None else None
+            if why is None:
+                keep.append(st)
+            elif state_of(live[ws]) == "running":
+                update.append(st)
+            else:  # a stopped box is not started for it: the change waits for `class start`
+                keep.append(st)
+                held.append(st)
         else:
             resume.append(st)
     listed = set(names.values())
@@ -176,8 +207,12 @@ def plan(roster: Roster, paths: Paths, opts: UpOptions, aws: Any) -> Plan:
     n = len(roster.students)
     hours = roster.max_hours_value()
     lines = [f"class {roster.name}: {n} student(s) in {aws.region}, {t.describe()} each",
-             f"  create {len(create)}, finish or resume {len(resume)}, keep {len(keep)}, remove {len(remove)}"
+             f"  create {len(create)}, finish or resume {len(resume)}, update {len(update)}, keep {len(keep)}, "
+             f"remove {len(remove)}"
              + (f" ({', '.join(r.provider_data.get('student') or r.name for r in remove)})" if remove else "")]
+    if held:
+        lines.append(f"  {len(held)} stopped workstation(s) have roster changes ({', '.join(held)}): they apply "
+                     "at the next `class up` after `class start`")
     if price.hourly is not None:
         daily = price.hourly * n * (hours or 24)
         lines.append(f"  cost: ${price.hourly:.4f}/hour each x {n} = ${price.hourly * n:.2f}/hour while all run; "
@@ -199,7 +234,7 @@ def plan(roster: Roster, paths: Paths, opts: UpOptions, aws: Any) -> Plan:
     need = t.vcpus * n
     lines.append(f"  vCPUs: {need} needed ({t.vcpus} x {n}); on-demand quota in {aws.region}: "
                  + (f"{limit:g}" if limit is not None else "unknown (Service Quotas not readable)"))
-    return Plan(create, resume, keep, remove, price.hourly, price.hourly_source, disk, t.vcpus, limit, lines)
+    return Plan(create, resume, keep, update, held, remove, price.hourly, price.hourly_source, disk, t.vcpus, limit, lines)
 
 
 def vcpu_limit(aws: Any) -> float | None:
@@ -250,9 +285,9 @@ def _up(roster: Roster, paths: Paths, opts: UpOptions, cb: Callbacks, *,
     t0 = time.monotonic()
     aws = _aws(roster, opts.flags.get("profile"))
     keys = ghkeys.resolve_all(roster)  # an unknown GitHub user stops the run before anything is made
-    p = plan(roster, paths, opts, aws)
+    p = plan(roster, paths, opts, aws, keys)
     data: dict[str, Any] = {"class": roster.name, "region": aws.region, "plan": p.lines,
-                            "create": p.create, "resume": p.resume, "keep": p.keep,
+                            "create": p.create, "resume": p.resume, "update": p.update, "keep": p.keep,
                             "remove": [r.provider_data.get("student") or r.name for r in p.remove],
                             "hourly_usd_each": p.hourly, "disk_monthly_usd_each": p.disk_monthly,
                             "vcpus_needed": p.vcpus_each * len(roster.students), "vcpu_limit": p.vcpu_limit}
@@ -268,20 +303,22 @@ def _up(roster: Roster, paths: Paths, opts: UpOptions, cb: Callbacks, *,
         raise PrereqError(f"{label} on every workstation requires accepting Anaconda's terms of service",
                           hint="pass --accept-anaconda-tos (https://www.anaconda.com/legal/terms), or "
                           "--python-dist miniforge (conda-forge, no terms)", code="terms-not-accepted")
-    todo = p.create + p.resume
+    todo = p.create + p.resume + p.update
     if p.remove:
         who = ", ".join(r.provider_data.get("student") or r.name for r in p.remove)
         if not cb.confirm(f"Remove the workstations of {len(p.remove)} student(s) no longer in the roster ({who})?"):
             raise UsageError(f"{len(p.remove)} student(s) are no longer in {roster.path}: {who}",
                              hint="re-run with --yes to remove their workstations, or put them back in the roster",
                              code="class-remove-unconfirmed")
-    if todo and not cb.confirm(f"Create or finish {len(todo)} workstation(s) of class {roster.name} "
-                               f"(about ${(p.hourly or 0) * len(todo):.2f}/hour while they run)?"):
+    made = p.create + p.resume  # what costs money is asked for; an update of running boxes is not
+    if made and not cb.confirm(f"Create or finish {len(made)} workstation(s) of class {roster.name} "
+                               f"(about ${(p.hourly or 0) * len(made):.2f}/hour while they run)?"):
         raise UsageError(f"class up of {roster.name} not confirmed: nothing was created",
                          hint="re-run with --yes (the costs are above), or --dry-run to look only",
                          code="class-unconfirmed")
     rows: list[Row] = [Row(st, roster.student(st).workstation(roster.name), "unchanged",  # type: ignore[union-attr]
-                           "ready; instance exists") for st in p.keep]
+                           "stopped; roster changes wait for `class start` and `class up`" if st in p.held
+                           else "ready; instance exists") for st in p.keep]
     for rec in p.remove:
         rows.append(_remove(paths, rec, cb))
     instructor = _instructor_key(paths)
@@ -298,7 +335,7 @@ def _up(roster: Roster, paths: Paths, opts: UpOptions, cb: Callbacks, *,
         t1 = time.monotonic()
         try:
             return _one(roster, paths, opts, s.name, ws, keys[st], instructor, runner, cb, t1,
-                        "created" if st in p.create else "resumed")
+                        "created" if st in p.create else "updated" if st in p.update else "resumed")
         except MlopsError as e:
             if _is_quota(e):
                 stop.set()
@@ -332,7 +369,8 @@ def _one(roster: Roster, paths: Paths, opts: UpOptions, student: str, ws: str, k
     options = _resolve(roster, paths, ws, opts)
     step = StudentKeysStep(keys, instructor if roster.instructor_access else None)
     req = UpRequest(name=ws, provider="ec2", options=options,
-                    provider_data={"class": roster.name, "student": student},
+                    provider_data={"class": roster.name, "student": student,
+                                   "box_digest": box_digest(keys, roster.instructor_access)},
                     jobs=2, extra_steps=[step])
     warnings: list[str] = []
     events = Events(progress=lambda m: cb.progress(f"{student}: {m}"),
