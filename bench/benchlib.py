@@ -81,10 +81,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def moto_stats(url: str, reset: bool = False) -> dict[str, Any]:
+def moto_stats(url: str, reset: bool = False, latency: float = 0.0) -> dict[str, Any]:
     """The moto launcher's request counts (tests/ec2/moto_launcher.py); ``reset`` clears them and
-    any fault rules."""
+    any fault rules, and sets the latency added to every answer (seconds)."""
+    body = json.dumps({"rules": [], "latency": latency}).encode()
     req = urllib.request.Request(f"{url}/_mlops_test/faults", method="POST" if reset else "GET",
-                                 data=b'{"rules": []}' if reset else None)
+                                 data=body if reset else None)
     with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - loopback
         return dict(json.loads(r.read()))

@@ -2,7 +2,7 @@
 (moto over HTTP, tests/ec2/moto_launcher.py), the box side of every student replaced by a
 recorded ready answer (TEST-ONLY seam MLOPS_ENV_TEST_CLASS_BOX=ready).
 
-    .venv/bin/python bench/class_bench.py [--sizes 1,10,50] [--jobs 8] [--json]
+    .venv/bin/python bench/class_bench.py [--sizes 1,10,50] [--jobs 50] [--latency 0.1] [--json]
     .venv/bin/python bench/class_bench.py --standins 1,3      # real boxes (needs root + Docker)
 
 ``--standins``: the same `class up` with the box side for real, on instance STAND-INs (systemd
@@ -15,7 +15,9 @@ What it measures is the fan-out: mlops-env's own overhead and its request count,
 endpoint that answers at once. Each row also gives the CPU seconds of the mlops-env run and
 of the moto server during it: on a small machine both share the same cores, and the stand-in's
 own CPU (moto answers every request in Python, slower as its store fills) is part of the wall
-time there, which real AWS does not add to the caller's machine. On real AWS each request adds network latency (paid in
+time there, which real AWS does not add to the caller's machine. ``--latency S`` adds S seconds
+to every answer of the stand-in (a model of the network round trip to AWS: on real AWS a
+request mostly waits, and the class's students wait side by side, AWS_IN_FLIGHT requests at a time). On real AWS each request adds network latency (paid in
 parallel, up to --jobs at once) and each instance its boot time (also in parallel); the full
 bootstrap on real boxes is measured by tests/ec2/test_e2e_class_boxes.py.
 """
@@ -138,7 +140,8 @@ def standins(sizes: list[int], jobs: int) -> list[dict[str, Any]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1,10,50")
-    ap.add_argument("--jobs", type=int, default=8)
+    ap.add_argument("--jobs", type=int, default=50, help="class up --jobs (the product's default: 50)")
+    ap.add_argument("--latency", type=float, default=0.0, help="seconds added to every AWS answer")
     ap.add_argument("--standins", metavar="N,N", help="real boxes on instance stand-ins, e.g. 1,3")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
@@ -182,7 +185,7 @@ def main() -> None:
                                 ("class up (again: no-op)", ["class", "up", str(roster), "--yes", "--python-dist",
                                                              "miniforge", "--smoke-test", "off"]),
                                 ("class down", ["class", "down", str(roster), "--yes"])):
-                _stats(url, reset=True)
+                _stats(url, reset=True, latency=a.latency)
                 m0, c0, t = _cpu_of(info["pid"]), _children_cpu(), time.monotonic()
                 r = subprocess.run([MLOPS, "--json", *argv], env=env, capture_output=True, text=True,  # noqa: S603
                                    check=False, stdin=subprocess.DEVNULL)
@@ -203,11 +206,12 @@ def main() -> None:
     ups = {r["n"]: r for r in rows if r["command"] == "class up"}
     base = ups[min(ups)]
     ratios = {n: round(r["seconds"] / base["seconds"], 2) for n, r in ups.items()}
-    out = {"jobs": a.jobs, "rows": rows, "wall_ratio_vs_smallest": ratios}
+    out = {"jobs": a.jobs, "latency": a.latency, "rows": rows, "wall_ratio_vs_smallest": ratios}
     if a.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"class up on moto (box side: recorded ready answer), --jobs {a.jobs}")
+    print(f"class up on moto (box side: recorded ready answer), --jobs {a.jobs}, "
+          f"{a.latency * 1000:.0f} ms added to every AWS answer")
     print(f"{'N':>4} {'command':<26} {'wall':>8} {'AWS requests':>13} {'per student':>12} "
           f"{'mlops-env CPU':>14} {'stand-in CPU':>13}")
     for r in rows:

@@ -190,7 +190,8 @@ def test_stop_start_keeps_the_alias_working(workstation: tuple[Env, Any, Any]) -
     r = env.mlops("start", NAME)
     assert r.code == 0, r.stderr
     assert "mlops-env up" not in r.stderr
-    s = _wait_ssh(env)
+    assert "waiting for SSH" in r.stderr + r.stdout
+    s = env.ssh(ALIAS, "cat", "/home/mlops/marker", timeout=30)  # start waited for sshd: no retry
     assert (s.returncode, s.stdout.strip()) == (0, "kept"), s.stderr
     assert _record(env)["endpoint"]["port"] == port
 

@@ -10,7 +10,10 @@ put into moto's backend from inside the server process; moto has no fault inject
 
 Faults, set over HTTP by the test (never by mlops-env):
 
-    POST /_mlops_test/faults   {"rules": [RULE, ...]}   replaces the rules, clears the counters
+    POST /_mlops_test/faults   {"rules": [RULE, ...], "latency": 0.0}
+                               replaces the rules, clears the counters; latency (seconds) is
+                               added to every answer (a model of the network round trip to
+                               AWS, for benchmarks; 0 by default)
     GET  /_mlops_test/faults   -> {"rules": [...], "seen": {Action: n}, "injected": [n per rule]}
 
     RULE = {"action": "RunInstances",          # the API action (Action= or X-Amz-Target)
@@ -60,6 +63,7 @@ class FaultMiddleware:
         self.injected: list[int] = []
         self.seen: dict[str, int] = {}
         self.tokens: dict[str, tuple[str, list[tuple[str, str]], bytes]] = {}
+        self.latency = 0.0
 
     # -- WSGI ---------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
@@ -67,6 +71,8 @@ class FaultMiddleware:
             return self._control(environ, start_response)
         body = self._body(environ)
         action, params, json_protocol = _action(environ, body)
+        if self.latency > 0:
+            time.sleep(self.latency)
         with self.lock:
             self.seen[action] = self.seen.get(action, 0) + 1
             rule_index = self._match(action, body)
@@ -139,10 +145,12 @@ class FaultMiddleware:
             doc = json.loads(self._body(environ) or b"{}")
             with self.lock:
                 self.rules = list(doc.get("rules") or [])
+                self.latency = float(doc.get("latency") or 0.0)
                 self.injected = [0] * len(self.rules)
                 self.seen = {}
         with self.lock:
-            out = json.dumps({"rules": self.rules, "injected": self.injected, "seen": self.seen}).encode()
+            out = json.dumps({"rules": self.rules, "injected": self.injected, "seen": self.seen,
+                              "latency": self.latency}).encode()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(out)))])
         return [out]
 

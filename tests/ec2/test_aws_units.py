@@ -152,3 +152,61 @@ def test_sdk_debug_logs_are_kept_out(caplog: Any) -> None:
 
     quiet_sdk_logs()
     assert logging.getLogger("botocore").getEffectiveLevel() >= logging.WARNING
+
+
+def test_a_class_run_bounds_aws_requests_in_flight_and_gates_launches() -> None:
+    """Inside a class run (``shared_lookups(aws_in_flight=N)``) at most N requests are in flight
+    whatever the number of threads; outside, nothing is bounded; ``halt_launches`` is for that
+    run only."""
+    import threading
+    import time as _time
+
+    from mlops_env.providers.ec2 import limits
+    from mlops_env.providers.ec2.session import Aws
+    from mlops_env.providers.ec2.shared import shared_lookups
+
+    now, peak, lock = [0], [0], threading.Lock()
+
+    class Client:
+        meta = None
+
+        def describe_things(self) -> dict[str, Any]:
+            with lock:
+                now[0] += 1
+                peak[0] = max(peak[0], now[0])
+            _time.sleep(0.05)
+            with lock:
+                now[0] -= 1
+            return {}
+
+    aws = Aws.__new__(Aws)
+    aws.region, aws.profile = "eu-west-1", None
+    aws.client = lambda *a, **k: Client()  # type: ignore[method-assign]
+
+    def burst() -> int:
+        peak[0] = 0
+        ts = [threading.Thread(target=aws.call, args=("ec2", "describe_things")) for _ in range(12)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return peak[0]
+
+    with shared_lookups(aws_in_flight=3):
+        assert burst() == 3
+        assert limits.launch_halted() is None
+        limits.halt_launches("the class hit the EC2 vCPU quota")
+        assert limits.launch_halted() == "the class hit the EC2 vCPU quota"
+    assert burst() == 12  # `up ec2`: not bounded
+    assert limits.launch_halted() is None
+    limits.halt_launches("outside a class run: ignored")
+    assert limits.launch_halted() is None
+
+
+def test_class_up_jobs_default_is_the_fleets() -> None:
+    import inspect
+
+    from mlops_env.classroom import fleet
+    from mlops_env.cli import classroom
+
+    assert inspect.signature(classroom.class_up).parameters["jobs"].default == fleet.DEFAULT_JOBS

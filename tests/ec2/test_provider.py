@@ -592,3 +592,63 @@ def test_a_first_up_refused_before_anything_is_made_leaves_no_record(moto_ec2: A
     data = up(UpRequest(name="ws", provider="ec2", options=options(), provision_only=True), paths, Events())
     rec = Store(paths).load("ws")
     assert rec.provider_data["region"] and data["phase"] == "provisioned"
+
+
+def _record_ops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every AWS operation asked (``Aws.call``, ``paginate``, ``call_with_retry``), in order."""
+    ops: list[str] = []
+    for method in ("call", "paginate", "call_with_retry"):
+        real = getattr(aws_session.Aws, method)
+
+        def wrapped(self: Any, service: str, op: str, *a: Any, _real: Any = real, **kw: Any) -> Any:
+            ops.append(op)
+            return _real(self, service, op, *a, **kw)
+
+        monkeypatch.setattr(aws_session.Aws, method, wrapped)
+    return ops
+
+
+def test_a_first_up_creates_its_key_pair_and_group_without_looking_first(
+        moto_ec2: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ImportKeyPair and CreateSecurityGroup at once, the SSH rule without reading the new
+    group's rules: three lookups fewer per workstation (and per student of a class)."""
+    ops = _record_ops(monkeypatch)
+    Harness().up("ws")
+    assert [o for o in ops if "key_pair" in o or "security_group" in o] == [
+        "import_key_pair", "create_security_group", "authorize_security_group_ingress"], ops
+    g = tagged(moto_ec2, "ws")["security_groups"][0]
+    rules = [r for r in moto_ec2.describe_security_group_rules(
+        Filters=[{"Name": "group-id", "Values": [g["GroupId"]]}])["SecurityGroupRules"] if not r["IsEgress"]]
+    assert [(r["FromPort"], r["CidrIpv4"]) for r in rules] == [(22, "203.0.113.7/32")], rules
+
+
+def test_a_key_pair_and_group_left_by_an_earlier_run_are_reused(moto_ec2: Any) -> None:
+    """The instance gone (terminated outside mlops-env), the key pair and group stay: the next
+    `up` gets 'duplicate' for both, finds them ours, reuses them and keeps one SSH rule."""
+    h = Harness()
+    first = h.up("ws")
+    moto_ec2.terminate_instances(InstanceIds=[first.provider_data["instance_id"]])
+    again = h.up("ws")
+    assert again.action == "created" and again.provider_data["instance_id"] != first.provider_data["instance_id"]
+    got = tagged(moto_ec2, "ws")
+    assert len(got["key_pairs"]) == 1 and len(got["security_groups"]) == 1
+    assert again.provider_data["security_group_id"] == first.provider_data["security_group_id"]
+    assert any(p.endswith("key pair mlops-env-ws: unchanged") for p in h.progress), h.progress
+    rules = [r for r in moto_ec2.describe_security_group_rules(Filters=[{
+        "Name": "group-id", "Values": [again.provider_data["security_group_id"]]}])["SecurityGroupRules"]
+        if not r["IsEgress"]]
+    assert len(rules) == 1, rules
+
+
+@pytest.mark.parametrize("kind", ["key pair", "security group"])
+def test_a_key_pair_or_group_of_that_name_not_made_by_mlops_env_is_refused(moto_ec2: Any, kind: str) -> None:
+    if kind == "key pair":
+        moto_ec2.create_key_pair(KeyName="mlops-env-ws")
+    else:
+        vpc = moto_ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+        moto_ec2.create_security_group(GroupName="mlops-env-ws", Description="someone else's", VpcId=vpc)
+    with pytest.raises(UsageError) as ei:
+        Harness().up("ws")
+    assert ei.value.code == ("key-pair-conflict" if kind == "key pair" else "security-group-conflict")
+    assert ei.value.message.startswith(f"a {kind} named mlops-env-ws already exists")
+    assert tagged(moto_ec2, "ws")["instances"] == []

@@ -41,7 +41,8 @@ QUOTA_CODE = "L-1216C47A"  # Running On-Demand Standard (A, C, D, H, I, M, R, T,
 #: TEST-ONLY seam (docs/class.md): the box side of each student is replaced by a recorded ready
 #: answer; AWS is still called for real (moto). Never set it for real use.
 ENV_TEST_BOX = "MLOPS_ENV_TEST_CLASS_BOX"
-DEFAULT_JOBS = 8
+DEFAULT_JOBS = 50  # students at once: most of their time is waiting (instances, box installs)
+AWS_IN_FLIGHT = 16  # AWS requests at once for the whole class (providers.ec2.limits)
 
 
 @dataclass
@@ -270,7 +271,7 @@ def up(roster: Roster, paths: Paths, opts: UpOptions, cb: Callbacks, *,
     image, price) are made once (``providers.ec2.shared``). ``box``: see ``_up``."""
     from mlops_env.providers.ec2.shared import shared_lookups
 
-    with shared_lookups():
+    with shared_lookups(aws_in_flight=AWS_IN_FLIGHT):
         return _up(roster, paths, opts, cb, box=box)
 
 
@@ -321,6 +322,8 @@ def _up(roster: Roster, paths: Paths, opts: UpOptions, cb: Callbacks, *,
                            else "ready; instance exists") for st in p.keep]
     for rec in p.remove:
         rows.append(_remove(paths, rec, cb))
+    from mlops_env.providers.ec2.limits import halt_launches
+
     instructor = _instructor_key(paths)
     stop = threading.Event()
     quota: list[MlopsError] = []
@@ -337,8 +340,12 @@ def _up(roster: Roster, paths: Paths, opts: UpOptions, cb: Callbacks, *,
             return _one(roster, paths, opts, s.name, ws, keys[st], instructor, runner, cb, t1,
                         "created" if st in p.create else "updated" if st in p.update else "resumed")
         except MlopsError as e:
+            if e.code == "class-halted":
+                return Row(st, ws, "not launched", "stopped after the vCPU quota error", "aws-vcpu-limit",
+                           seconds=time.monotonic() - t1)
             if _is_quota(e):
                 stop.set()
+                halt_launches("the class hit the EC2 vCPU quota")
                 quota.append(e)
             return Row(st, ws, "failed", e.message, e.code, seconds=time.monotonic() - t1)
         except Exception as e:  # noqa: BLE001 - one student's bug must not stop the others
@@ -478,7 +485,7 @@ def status(roster: Roster, paths: Paths) -> dict[str, Any]:
     """One row per student: state, IP, uptime, idle, cost so far, smoke."""
     from mlops_env.providers.ec2.shared import shared_lookups
 
-    with shared_lookups():
+    with shared_lookups(aws_in_flight=AWS_IN_FLIGHT):
         return _status(roster, paths)
 
 
@@ -527,7 +534,7 @@ def lifecycle(roster: Roster, paths: Paths, action: str, cb: Callbacks, jobs: in
     """``stop`` / ``start`` every student's workstation (those this machine knows)."""
     from mlops_env.providers.ec2.shared import shared_lookups
 
-    with shared_lookups():
+    with shared_lookups(aws_in_flight=AWS_IN_FLIGHT):
         return _lifecycle(roster, paths, action, cb, jobs)
 
 
@@ -586,7 +593,7 @@ def down(roster: Roster, paths: Paths, cb: Callbacks, jobs: int = DEFAULT_JOBS) 
     """Remove every workstation of the class, then prove nothing tagged for it is left."""
     from mlops_env.providers.ec2.shared import shared_lookups
 
-    with shared_lookups():
+    with shared_lookups(aws_in_flight=AWS_IN_FLIGHT):
         return _down(roster, paths, cb, jobs)
 
 

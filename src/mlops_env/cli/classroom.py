@@ -29,7 +29,8 @@ class_app = typer.Typer(
 app.add_typer(class_app, name="class")
 
 RosterArg = Annotated[Path, typer.Argument(metavar="ROSTER", help="The class roster (YAML; docs/class.md).")]
-Jobs = Annotated[int, typer.Option("--jobs", min=1, max=32, metavar="N", help="Workstations set up at once (1..32, default 8).")]
+Jobs = Annotated[int, typer.Option("--jobs", min=1, max=100, metavar="N",
+                                   help="Workstations set up at once (1..100, default 50; AWS requests stay 8 at once).")]
 
 
 def _roster(path: Path) -> Any:
@@ -77,7 +78,7 @@ def _print_rows(ui: Any, data: dict[str, Any]) -> None:
     mlops-env class up cohort.yaml --yes                  # again after editing the roster
     """)
 def class_up(
-    ctx: typer.Context, roster: RosterArg, dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 8,
+    ctx: typer.Context, roster: RosterArg, dry_run: DryRun = False, yes: Yes = False, jobs: Jobs = 50,
     python_dist: PythonDist = None, accept_tos: AcceptTos = None, smoke_test: SmokeTest = None,
     config: ConfigFile = None,
     profile: Annotated[str | None, typer.Option("--profile", metavar="PROFILE", help="AWS profile.")] = None,

@@ -364,12 +364,31 @@ def stop_cmd(ctx: typer.Context, name: Name, yes: Yes = False) -> None:
     run_command(ctx, "stop", body)
 
 
+#: providers whose box boots on `start` (its sshd comes up after the instance or container runs)
+BOOTS = ("docker", "ec2")
+START_SSH_TIMEOUT = 300.0  # an EC2 instance: "running" first, then its boot (typically 20-60 s)
+
+
+def _wait_ssh(paths: Any, rec: Any, ep: Any, ui: Any) -> None:
+    """`start` ends when the box answers SSH with its pinned key, so the `ssh` that follows works."""
+    from mlops_env.errors import MlopsError
+    from mlops_env.ssh.connect import connect
+
+    ui.info(f"{rec.name}: waiting for SSH on {ep.host}:{ep.port}")
+    try:
+        connect(paths, ep, START_SSH_TIMEOUT).close()
+    except MlopsError as e:
+        raise MlopsError(f"{rec.name} started, but SSH does not answer: {e.message}",
+                         hint=f"`mlops-env doctor {rec.name}` says why; `mlops-env start {rec.name}` again "
+                         "waits again", code=e.code, exit_code=e.exit_code) from None
+
+
 @app.command("start", cls=Command, epilog="""
     mlops-env start course                     # then `ssh mlops-course` as before
     """)
 def start_cmd(ctx: typer.Context, name: Name) -> None:
-    """Start a stopped workstation. When it comes back at a new address (EC2: a new public
-    IP) its SSH config entry is rewritten."""
+    """Start a stopped workstation and wait until it answers SSH. When it comes back at a new
+    address (EC2: a new public IP) its SSH config entry is rewritten."""
 
     def body(ui: Any) -> Any:
         from mlops_env.pipeline import refresh_ssh_config
@@ -386,6 +405,8 @@ def start_cmd(ctx: typer.Context, name: Name) -> None:
                 rec.endpoint = ep
                 store.save(rec)
                 rewritten = refresh_ssh_config(paths, rec)
+                if rec.provider in BOOTS and not result.startswith("already"):
+                    _wait_ssh(paths, rec, ep, ui)
         if ep is None:
             ui.info(f"{name}: {result}")
         else:

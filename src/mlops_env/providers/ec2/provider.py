@@ -238,6 +238,7 @@ class Ec2Provider(HostKeys, Provider):
 
             ec2.extra_tags[TAG_CLASS] = str(pd["class"])
         itype = options["instance_type"]
+        _launch_gate()
         # 1. Everything that can be refused is checked before anything is made.
         t = ec2.type_info(itype)
         zones = ec2.check_offered(itype)
@@ -251,8 +252,8 @@ class Ec2Provider(HostKeys, Provider):
         # `down` knows where to look; a run refused before this point leaves no record at all.
         Store(self.paths).save(record)
         progress(f"key pair {ec2.rname}: " + ec2.ensure_key_pair(key.public_line, key.fingerprint))
-        group_id, _ = ec2.ensure_security_group(subnets[0].vpc_id)
-        ec2.set_ssh_rule(group_id, cidr)
+        group_id, made = ec2.ensure_security_group(subnets[0].vpc_id)
+        ec2.set_ssh_rule(group_id, cidr, new_group=made == "created")
         pd["security_group_id"], pd["key_name"] = group_id, ec2.rname
         # 3. The host key: its public half is saved BEFORE the launch, so a run killed right
         # after RunInstances leaves the next run what it needs to pin the key.
@@ -276,6 +277,7 @@ class Ec2Provider(HostKeys, Provider):
 
         token_base = pd["launch"]["token_base"]
         try:
+            _launch_gate()
             try:
                 inst, subnet = ec2.launch(subnets, itype, token_base, args_for(itype), progress)
             except NoCapacity as e:
@@ -559,6 +561,16 @@ class Ec2Provider(HostKeys, Provider):
                              hint=f"run `mlops-env down {record.name}` again in a minute", code="down-incomplete")
         removed.append(f"verified: nothing tagged {TAG_NAME}={record.name} remains in {aws.region}")
         return removed
+
+
+def _launch_gate() -> None:
+    """In a `class up` that hit a quota error: no further launch (see ``limits``)."""
+    from mlops_env.providers.ec2 import limits
+
+    why = limits.launch_halted()
+    if why:
+        raise MlopsError(f"not launched: {why}", hint="run `mlops-env class up` again once the limit is raised",
+                         code="class-halted")
 
 
 def _token_base(record: Record, host_fp: str) -> str:

@@ -326,7 +326,16 @@ class Ec2:
         return (r.get("KeyPairs") or [None])[0]
 
     def ensure_key_pair(self, public_line: str, fingerprint: str) -> str:
-        """Import the tool's client key as ``mlops-env-NAME``; returns "created"/"unchanged"/"replaced"."""
+        """Import the tool's client key as ``mlops-env-NAME``; returns "created"/"unchanged"/"replaced".
+
+        Imported at once (one request on a first `up`); only when the name is taken does it look
+        at what holds it: ours (reused, or replaced when mlops-env's key changed) or not (refused)."""
+        try:
+            self._import_key_pair(public_line, fingerprint)
+            return "created"
+        except MlopsError as e:
+            if aws_code(e) != "InvalidKeyPair.Duplicate":
+                raise
         found = self.find_key_pair()
         action = "created"
         if found:
@@ -341,17 +350,28 @@ class Ec2:
             # mlops-env's key changed (a new machine, a restored home): new launches need the new one.
             self.aws.call("ec2", "delete_key_pair", KeyName=self.rname)
             action = "replaced"
+        self._import_key_pair(public_line, fingerprint)
+        return action
+
+    def _import_key_pair(self, public_line: str, fingerprint: str) -> None:
         self.aws.call("ec2", "import_key_pair", KeyName=self.rname,
                       PublicKeyMaterial=public_line.encode("ascii"),
                       TagSpecifications=[self.tag_spec("key-pair", **{TAG_KEY_FP: fingerprint})])
-        return action
 
     # -- security group -------------------------------------------------------------------------
     def security_groups(self) -> list[dict[str, Any]]:
         return self.aws.paginate("ec2", "describe_security_groups", "SecurityGroups", Filters=self._by_name())
 
     def ensure_security_group(self, vpc_id: str) -> tuple[str, str]:
-        """The workstation's own security group in ``vpc_id``: (group id, created|unchanged)."""
+        """The workstation's own security group in ``vpc_id``: (group id, created|unchanged).
+
+        Created at once (one request on a first `up`: a new group has no ingress rule); only when
+        the name is taken in that VPC does it look at what holds it: ours (reused) or not (refused)."""
+        try:
+            return self._create_security_group(vpc_id), "created"
+        except MlopsError as e:
+            if aws_code(e) != "InvalidGroup.Duplicate":
+                raise
         for g in self.security_groups():
             if g.get("VpcId") == vpc_id:
                 return str(g["GroupId"]), "unchanged"
@@ -362,21 +382,25 @@ class Ec2:
             raise UsageError(f"a security group named {self.rname} already exists in {vpc_id} and was not made "
                              "by mlops-env", hint="delete or rename it, or pick another workstation name",
                              code="security-group-conflict")
+        return self._create_security_group(vpc_id), "created"  # gone in between
+
+    def _create_security_group(self, vpc_id: str) -> str:
         r = self.aws.call("ec2", "create_security_group", GroupName=self.rname, VpcId=vpc_id,
                           Description=f"mlops-env workstation {self.name}: SSH from the allowed CIDR only",
                           TagSpecifications=[self.tag_spec("security-group")])
-        return str(r["GroupId"]), "created"
+        return str(r["GroupId"])
 
     def ingress_rules(self, group_id: str) -> list[dict[str, Any]]:
         rules = self.aws.paginate("ec2", "describe_security_group_rules", "SecurityGroupRules",
                                   Filters=[{"Name": "group-id", "Values": [group_id]}])
         return [r for r in rules if not r.get("IsEgress")]
 
-    def set_ssh_rule(self, group_id: str, cidr: str) -> bool:
-        """Exactly one ingress rule: tcp/22 from ``cidr``. True when something changed."""
+    def set_ssh_rule(self, group_id: str, cidr: str, *, new_group: bool = False) -> bool:
+        """Exactly one ingress rule: tcp/22 from ``cidr``. True when something changed.
+        ``new_group``: the group was just created (no ingress rule yet: nothing to look at)."""
         want_v6 = ":" in cidr
         keep, drop = None, []
-        for r in self.ingress_rules(group_id):
+        for r in [] if new_group else self.ingress_rules(group_id):
             src = r.get("CidrIpv6") if want_v6 else r.get("CidrIpv4")
             if (keep is None and r.get("IpProtocol") == "tcp" and r.get("FromPort") == 22
                     and r.get("ToPort") == 22 and src == cidr):

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from mlops_env.errors import ConnectError, MlopsError, NotFoundError, PrereqError, UsageError
+from mlops_env.providers.ec2.limits import aws_slot
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,8 @@ class Aws:
         client = self.client(service, region=region)
         log.debug("aws %s:%s %s", service, _api_name(client, op), region or self.region)
         try:
-            return getattr(client, op)(**kw)
+            with aws_slot():
+                return getattr(client, op)(**kw)
         except Exception as e:  # noqa: BLE001 - translated below, bugs re-raised there
             raise self.translate(e, service, op, client) from None
 
@@ -138,7 +140,7 @@ class Aws:
         log.debug("aws %s:%s %s (all pages)", service, _api_name(client, op), self.region)
         out: list[Any] = []
         try:
-            for page in client.get_paginator(op).paginate(**kw):
+            for page in _pages(client.get_paginator(op).paginate(**kw)):
                 out.extend(page.get(key) or [])
         except Exception as e:  # noqa: BLE001
             raise self.translate(e, service, op, client) from None
@@ -154,7 +156,8 @@ class Aws:
         for attempt in range(1, attempts + 1):
             log.debug("aws %s:%s %s (attempt %d)", service, api, self.region, attempt)
             try:
-                return getattr(client, op)(**kw)
+                with aws_slot():
+                    return getattr(client, op)(**kw)
             except Exception as e:  # noqa: BLE001
                 err = self.translate(e, service, op, client)
                 code = aws_code(err)
@@ -174,6 +177,17 @@ class Aws:
     def identity(self) -> dict[str, str]:
         r = self.call("sts", "get_caller_identity")
         return {"account": r.get("Account", ""), "arn": r.get("Arn", "")}
+
+
+def _pages(pages: Any) -> Iterator[Any]:
+    """Each page of a paginator, each request under its own ``aws_slot``."""
+    it = iter(pages)
+    while True:
+        with aws_slot():
+            page = next(it, None)
+        if page is None:
+            return
+        yield page
 
 
 def _api_name(client: Any, op: str) -> str:

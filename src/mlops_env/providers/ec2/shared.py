@@ -1,16 +1,18 @@
-"""Lookups that are the same for every workstation of one run of ``class up`` (the instance
-type's facts, the zones offering it, the default VPC's subnets, the image, the price), made
-once per class instead of once per student while ``shared_lookups()`` is active.
+"""What the workstations of one run of ``class up`` share while ``shared_lookups()`` is active:
 
-Outside that block (``up ec2``) nothing is cached: each call asks AWS as before. Errors are
-never cached (a throttled lookup is asked again by the next student)."""
+* lookups that are the same for every student (the instance type's facts, the zones offering
+  it, the default VPC's subnets, the image, the price), made once per class instead of once per
+  student. Errors are never cached (a throttled lookup is asked again by the next student);
+* a bound on AWS requests in flight and a launch gate (``limits.py``).
+
+Outside that block (``up ec2``) nothing is cached, bounded or gated."""
 
 from __future__ import annotations
 
 import functools
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -21,13 +23,16 @@ _inflight: dict[tuple[Any, ...], threading.Lock] = {}  # one caller asks AWS, th
 
 
 @contextmanager
-def shared_lookups() -> Iterator[None]:
+def shared_lookups(aws_in_flight: int | None = None) -> Iterator[None]:
+    from mlops_env.providers.ec2 import limits
+
     global _active
     with _lock:
         outer = _active
         _active = {} if outer is None else outer
     try:
-        yield
+        with limits.class_run(aws_in_flight) if outer is None else nullcontext():
+            yield
     finally:
         with _lock:
             _active = outer
