@@ -100,6 +100,8 @@ def test_class_up_converges_edit_and_down(moto_ec2: Any, seam: None, tmp_path: P
     p.write_text(roster_text(["alice", "carol", "dave"], extra="instructor_access: false\n"))
     d = run_up(p, asked=asked, dry_run=True)
     assert (d["update"], d["keep"]) == (["alice", "carol", "dave"], []), d
+    assert "  update: alice (keys or instructor access), carol (keys or instructor access), dave (keys or " \
+        "instructor access)" in d["plan"], d["plan"]
     d = run_up(p, asked=asked)
     assert [s["status"] for s in d["students"]] == ["updated"] * 3 and asked == [], d["students"]
     assert [s["status"] for s in run_up(p)["students"]] == ["unchanged"] * 3
@@ -108,7 +110,9 @@ def test_class_up_converges_edit_and_down(moto_ec2: Any, seam: None, tmp_path: P
     assert {s["student"]: s["status"] for s in run_up(p)["students"]} == {
         "alice": "unchanged", "carol": "updated", "dave": "unchanged"}
     p.write_text(roster_text(["alice", "carol", "dave"], extra="instructor_access: false\nidle_stop: 45m\n"))
-    assert [s["status"] for s in run_up(p)["students"]] == ["updated"] * 3
+    d = run_up(p)
+    assert [s["status"] for s in d["students"]] == ["updated"] * 3
+    assert "  update: alice (idle_stop), carol (idle_stop), dave (idle_stop)" in d["plan"], d["plan"]
     assert [r.options["idle_stop"] for r in fleet.class_records(get_paths(), "c26")] == ["45m"] * 3
     assert class_resources(moto_ec2, "c26")["instances"] == 3
 

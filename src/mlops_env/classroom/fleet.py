@@ -182,6 +182,7 @@ def plan(roster: Roster, paths: Paths, opts: UpOptions, aws: Any,
             f"without its tag {TAG_CLASS}={roster.name}: {', '.join(sorted(foreign)[:5])}",
             hint="rename the class (class:) or remove those workstations first", code="class-name-clash")
     create, resume, keep, update, held = [], [], [], [], []
+    why_update: list[str] = []
     for st, ws in names.items():
         rec = store.find(ws)
         if rec is None:
@@ -192,6 +193,7 @@ def plan(roster: Roster, paths: Paths, opts: UpOptions, aws: Any,
                 keep.append(st)
             elif state_of(live[ws]) == "running":
                 update.append(st)
+                why_update.append(f"{st} ({why})")
             else:  # a stopped box is not started for it: the change waits for `class start`
                 keep.append(st)
                 held.append(st)
@@ -211,6 +213,9 @@ def plan(roster: Roster, paths: Paths, opts: UpOptions, aws: Any,
              f"  create {len(create)}, finish or resume {len(resume)}, update {len(update)}, keep {len(keep)}, "
              f"remove {len(remove)}"
              + (f" ({', '.join(r.provider_data.get('student') or r.name for r in remove)})" if remove else "")]
+    if update:
+        more = f", and {len(update) - 5} more" if len(update) > 5 else ""
+        lines.append(f"  update: {', '.join(why_update[:5])}{more}")
     if held:
         lines.append(f"  {len(held)} stopped workstation(s) have roster changes ({', '.join(held)}): they apply "
                      "at the next `class up` after `class start`")
