@@ -99,7 +99,8 @@ def test_quota_error_at_student_21_keeps_the_running_ones(make_user: Any, moto_s
     assert r.code == 1, r.stdout[-3000:] + r.stderr[-3000:]
     st = [s["status"] for s in r.data["students"]]
     assert st.count("created") == 20, st
-    assert set(st[20:]) <= {"failed", "not launched"} and "not launched" in st  # stopped launching more
+    # which 20 got in is the order their RunInstances reached AWS (students run side by side)
+    assert set(st) <= {"created", "failed", "not launched"} and "not launched" in st  # stopped launching more
     assert stats["seen"]["RunInstances"] < 30  # not every student was tried
     quota = next(e for e in r.json["errors"] if e["code"] == "aws-vcpu-limit")
     assert "needs 60 vCPUs (2 x 30 students)" in quota["message"]
