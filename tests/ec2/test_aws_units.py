@@ -209,4 +209,7 @@ def test_class_up_jobs_default_is_the_fleets() -> None:
     from mlops_env.classroom import fleet
     from mlops_env.cli import classroom
 
-    assert inspect.signature(classroom.class_up).parameters["jobs"].default == fleet.DEFAULT_JOBS
+    jobs = inspect.signature(classroom.class_up).parameters["jobs"]
+    assert jobs.default == fleet.DEFAULT_JOBS
+    info = classroom.Jobs.__metadata__[0]  # the typer.Option(...) of its Annotated type
+    assert f"default {fleet.DEFAULT_JOBS};" in info.help and f"{fleet.AWS_IN_FLIGHT} at once" in info.help

@@ -30,7 +30,7 @@ app.add_typer(class_app, name="class")
 
 RosterArg = Annotated[Path, typer.Argument(metavar="ROSTER", help="The class roster (YAML; docs/class.md).")]
 Jobs = Annotated[int, typer.Option("--jobs", min=1, max=100, metavar="N",
-                                   help="Workstations set up at once (1..100, default 50; AWS requests stay 8 at once).")]
+                                   help="Workstations set up at once (1..100, default 50; AWS requests stay 16 at once).")]
 
 
 def _roster(path: Path) -> Any:
@@ -84,8 +84,9 @@ def class_up(
     profile: Annotated[str | None, typer.Option("--profile", metavar="PROFILE", help="AWS profile.")] = None,
 ) -> None:
     """Create (or finish) every student's workstation, in parallel. Shows the costs first and asks;
-    re-running after a roster edit creates only the new students and asks before removing those no
-    longer listed. Exit 1 when any student failed (the table says why; the others are kept)."""
+    re-running after a roster edit creates only the new students, updates the running boxes whose
+    keys, instructor access or options changed, and asks before removing those no longer listed.
+    Exit 1 when any student failed (the table says why; the others are kept)."""
 
     def body(ui: Any) -> Any:
         from mlops_env.classroom import fleet
