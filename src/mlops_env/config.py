@@ -257,7 +257,6 @@ def _norm_key(key: str) -> str:
     return key.strip().replace("-", "_")
 
 
-
 def compose_yaml(text: str, path: Path | str, *, hint: str, code: str | None = None) -> Any:
     """The YAML node tree of a file's text (nodes keep their line numbers for later errors); a
     syntax error is one ConfigError line naming FILE:LINE:COLUMN and the problem."""
@@ -270,6 +269,7 @@ def compose_yaml(text: str, path: Path | str, *, hint: str, code: str | None = N
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{where}: malformed YAML: {problem}", hint=hint, code=code) from None
+
 
 def load_file(path: Path, *, required: bool) -> dict[str, tuple[Any, int]]:
     """Read the YAML config: ``{option: (value, line)}``. Unknown keys are errors."""
@@ -304,7 +304,7 @@ def load_file(path: Path, *, required: bool) -> dict[str, tuple[Any, int]]:
         if key == "repo" and isinstance(value, str) and ("://" in value or "@" in value):
             # `repo: URL`, as in a class roster: the course repository, cloned on the box (the
             # codespace's `repo:` is OWNER/REPO, never a URL)
-            if "clone" in out or any(_norm_key(str(k.value)) == "clone" for k, _ in node.value):
+            if any(_norm_key(str(k.value)) == "clone" for k, _ in node.value):
                 raise ConfigError(f"{path}:{line}: both `repo: {value}` and `clone:` name a repository to clone",
                                   hint="keep one of them")
             try:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -327,10 +326,9 @@ def _up(roster: Roster, paths: Paths, opts: UpOptions, cb: Callbacks, *,
                            else "ready; instance exists") for st in p.keep]
     for rec in p.remove:
         rows.append(_remove(paths, rec, cb))
-    from mlops_env.providers.ec2.limits import halt_launches
+    from mlops_env.providers.ec2.limits import halt_launches, launch_halted
 
     instructor = _instructor_key(paths)
-    stop = threading.Event()
     quota: list[MlopsError] = []
     runner = box or _box_runner()
 
@@ -338,18 +336,21 @@ def _up(roster: Roster, paths: Paths, opts: UpOptions, cb: Callbacks, *,
         s = roster.student(st)
         assert s is not None
         ws = s.workstation(roster.name)
-        if stop.is_set():
-            return Row(st, ws, "not launched", "stopped after the vCPU quota error", "aws-vcpu-limit")
         t1 = time.monotonic()
+
+        def not_launched(seconds: float = 0.0) -> Row:
+            return Row(st, ws, "not launched", "stopped after the vCPU quota error", "aws-vcpu-limit",
+                       seconds=seconds)
+
+        if launch_halted():  # the gate again, in the provider, right before each launch
+            return not_launched()
         try:
             return _one(roster, paths, opts, s.name, ws, keys[st], instructor, runner, cb, t1,
                         "created" if st in p.create else "updated" if st in p.update else "resumed")
         except MlopsError as e:
             if e.code == "class-halted":
-                return Row(st, ws, "not launched", "stopped after the vCPU quota error", "aws-vcpu-limit",
-                           seconds=time.monotonic() - t1)
+                return not_launched(time.monotonic() - t1)
             if _is_quota(e):
-                stop.set()
                 halt_launches("the class hit the EC2 vCPU quota")
                 quota.append(e)
             return Row(st, ws, "failed", e.message, e.code, seconds=time.monotonic() - t1)
