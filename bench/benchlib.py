@@ -13,6 +13,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +92,37 @@ def moto_stats(url: str, reset: bool = False, latency: float = 0.0) -> dict[str,
                                  data=body if reset else None)
     with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - loopback
         return dict(json.loads(r.read()))
+
+
+@dataclass
+class Moto:
+    """A running moto launcher (tests/ec2/moto_launcher.py: the STAND-IN AWS)."""
+
+    url: str
+    pid: int
+    #: this process's environment without AWS_/MOTO_/MLOPS_ENV_ variables (nothing real leaks in)
+    env0: dict[str, str] = field(default_factory=dict)
+
+    def env(self, home: Path, **extra: str) -> dict[str, str]:
+        """An isolated HOME/MLOPS_ENV_HOME under ``home`` pointed at this stand-in (eu-west-1)."""
+        return dict(self.env0, HOME=str(home / "home"), MLOPS_ENV_HOME=str(home / "mlops"), AWS_ENDPOINT_URL=self.url,
+                    AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_CONFIG_FILE="/dev/null",
+                    AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true",
+                    AWS_REGION="eu-west-1", **extra)
+
+
+@contextmanager
+def moto_launcher(tmp: Path) -> Iterator[Moto]:
+    """Start the moto launcher (its log in ``tmp/moto.log``); stopped at the end."""
+    env0 = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_", "MLOPS_ENV_"))}
+    with open(tmp / "moto.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "tests/ec2/moto_launcher.py")],  # noqa: S603
+                                stdout=subprocess.PIPE, stderr=log, text=True, env=env0)
+        try:
+            info = json.loads(proc.stdout.readline()) if proc.stdout else {}
+            if "port" not in info:
+                raise SystemExit(f"the moto launcher did not start: see {tmp / 'moto.log'}")
+            yield Moto(f"http://127.0.0.1:{info['port']}", int(info["pid"]), env0)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)

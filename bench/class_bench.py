@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchlib import Moto, moto_launcher
 from benchlib import free_port as _free_port
 from benchlib import moto_stats as _stats
 
@@ -69,7 +70,6 @@ def standins(sizes: list[int], jobs: int) -> list[dict[str, Any]]:
     sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "ec2")]
     import logging
 
-    import boto3
     import hosts  # type: ignore[import-not-found]
     from instance_standin import InstanceStandIn  # type: ignore[import-not-found]
     from standin import make_conda_installer as standin  # type: ignore[import-not-found]
@@ -80,12 +80,15 @@ def standins(sizes: list[int], jobs: int) -> list[dict[str, Any]]:
         raise SystemExit(f"no Docker engine: {why}")
     installer, sha = standin.build_installer()
     tmp = Path(tempfile.mkdtemp(prefix="mlops-env-class-bench-boxes-"))
-    log = open(tmp / "moto.log", "w")  # noqa: SIM115 - closed at the end
-    env0 = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_", "MLOPS_ENV_"))}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests/ec2/moto_launcher.py")],  # noqa: S603
-                            stdout=subprocess.PIPE, stderr=log, text=True, env=env0)
-    url = f"http://127.0.0.1:{json.loads(proc.stdout.readline())['port'] if proc.stdout else 0}"
-    ec2 = boto3.client("ec2", region_name="eu-west-1", endpoint_url=url, aws_access_key_id="testing",
+    with moto_launcher(tmp) as moto:
+        return _standins(sizes, jobs, tmp, moto, client, installer, sha, InstanceStandIn)
+
+
+def _standins(sizes: list[int], jobs: int, tmp: Path, moto: Moto, client: Any, installer: Any, sha: str,
+              standin_cls: Any) -> list[dict[str, Any]]:
+    import boto3
+
+    ec2 = boto3.client("ec2", region_name="eu-west-1", endpoint_url=moto.url, aws_access_key_id="testing",
                        aws_secret_access_key="testing")
     rows: list[dict[str, Any]] = []
 
@@ -97,43 +100,35 @@ def standins(sizes: list[int], jobs: int) -> list[dict[str, Any]]:
             raise SystemExit(f"{' '.join(argv[:2])} failed ({r.returncode}): {r.stdout[-3000:]}{r.stderr[-2000:]}")
         return time.monotonic() - t
 
-    try:
-        for n in sizes:
-            cls = f"sb{n}"
-            home = tmp / f"n{n}"
-            (home / "home" / ".ssh").mkdir(parents=True)
-            env = dict(env0, HOME=str(home / "home"), MLOPS_ENV_HOME=str(home / "mlops"), AWS_ENDPOINT_URL=url,
-                       AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_CONFIG_FILE="/dev/null",
-                       AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true",
-                       AWS_REGION="eu-west-1", NO_COLOR="1")
-            roster = _roster(home, cls, n)
-            names = [f"{cls}-s{i:03d}" for i in range(n)]
-            boxes = [InstanceStandIn(client, ec2, nm) for nm in names]
-            try:
-                for b in boxes:
-                    b.__enter__()
-                    file_url = b.put_file(installer)
-                cfg = home / "config.yaml"
-                cfg.write_text(f"conda_installer: {file_url}\nconda_sha256: {sha}\naccept_anaconda_tos: true\n"
-                               "smoke_test: sample\nssh_timeout: 120\n")
-                up = ["class", "up", str(roster), "--yes", "--config", str(cfg), "--jobs", str(jobs)]
-                t_prov = run({**env, "MLOPS_ENV_TEST_CLASS_BOX": "provision"}, *up)
-                for b in boxes:
-                    b.wait_booted()
-                ips = {next(t["Value"] for t in i["Tags"] if t["Key"] == "mlops-env:name"): i["PublicIpAddress"]
-                       for r in ec2.describe_instances(Filters=[{"Name": "tag:mlops-env:class", "Values": [cls]}])
-                       ["Reservations"] for i in r["Instances"]}
-                env["MLOPS_ENV_TEST_SSH_ADDRESS_MAP"] = ",".join(f"{ips[b.name]}=127.0.0.1:{b.port}" for b in boxes)
-                t_boxes = run(env, *up)
-                run(env, "class", "down", str(roster), "--yes")
-            finally:
-                for b in boxes:
-                    b.__exit__(None, None, None)
-            rows.append({"n": n, "provision_seconds": round(t_prov, 1), "boxes_seconds": round(t_boxes, 1)})
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+    for n in sizes:
+        cls = f"sb{n}"
+        home = tmp / f"n{n}"
+        (home / "home" / ".ssh").mkdir(parents=True)
+        env = moto.env(home, NO_COLOR="1")
+        roster = _roster(home, cls, n)
+        names = [f"{cls}-s{i:03d}" for i in range(n)]
+        boxes = [standin_cls(client, ec2, nm) for nm in names]
+        try:
+            for b in boxes:
+                b.__enter__()
+                file_url = b.put_file(installer)
+            cfg = home / "config.yaml"
+            cfg.write_text(f"conda_installer: {file_url}\nconda_sha256: {sha}\naccept_anaconda_tos: true\n"
+                           "smoke_test: sample\nssh_timeout: 120\n")
+            up = ["class", "up", str(roster), "--yes", "--config", str(cfg), "--jobs", str(jobs)]
+            t_prov = run({**env, "MLOPS_ENV_TEST_CLASS_BOX": "provision"}, *up)
+            for b in boxes:
+                b.wait_booted()
+            ips = {next(t["Value"] for t in i["Tags"] if t["Key"] == "mlops-env:name"): i["PublicIpAddress"]
+                   for r in ec2.describe_instances(Filters=[{"Name": "tag:mlops-env:class", "Values": [cls]}])
+                   ["Reservations"] for i in r["Instances"]}
+            env["MLOPS_ENV_TEST_SSH_ADDRESS_MAP"] = ",".join(f"{ips[b.name]}=127.0.0.1:{b.port}" for b in boxes)
+            t_boxes = run(env, *up)
+            run(env, "class", "down", str(roster), "--yes")
+        finally:
+            for b in boxes:
+                b.__exit__(None, None, None)
+        rows.append({"n": n, "provision_seconds": round(t_prov, 1), "boxes_seconds": round(t_boxes, 1)})
     return rows
 
 
@@ -163,46 +158,33 @@ def main() -> None:
     sizes = [int(x) for x in a.sizes.split(",")]
 
     tmp = Path(tempfile.mkdtemp(prefix="mlops-env-class-bench-"))
-    log = open(tmp / "moto.log", "w")  # noqa: SIM115 - closed at the end
-    env0 = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_", "MLOPS_ENV_"))}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests/ec2/moto_launcher.py")],  # noqa: S603
-                            stdout=subprocess.PIPE, stderr=log, text=True, env=env0)
-    info = json.loads(proc.stdout.readline()) if proc.stdout else {"port": 0, "pid": 0}
-    url = f"http://127.0.0.1:{info['port']}"
     rows: list[dict[str, Any]] = []
-    try:
+    with moto_launcher(tmp) as moto:
         for n in sizes:
             home = tmp / f"n{n}"
             (home / "home").mkdir(parents=True)
-            env = dict(env0, HOME=str(home / "home"), MLOPS_ENV_HOME=str(home / "mlops"), AWS_ENDPOINT_URL=url,
-                       AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_CONFIG_FILE="/dev/null",
-                       AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true",
-                       AWS_REGION="eu-west-1", MLOPS_ENV_TEST_SSH_ADDRESS_MAP=f"*=127.0.0.1:{_free_port()}",
-                       MLOPS_ENV_TEST_CLASS_BOX="ready")
+            env = moto.env(home, MLOPS_ENV_TEST_SSH_ADDRESS_MAP=f"*=127.0.0.1:{_free_port()}",
+                           MLOPS_ENV_TEST_CLASS_BOX="ready")
             roster = _roster(home, f"bench{n}", n)
             for label, argv in (("class up", ["class", "up", str(roster), "--yes", "--python-dist", "miniforge",
                                               "--smoke-test", "off", "--jobs", str(a.jobs)]),
                                 ("class up (again: no-op)", ["class", "up", str(roster), "--yes", "--python-dist",
                                                              "miniforge", "--smoke-test", "off"]),
                                 ("class down", ["class", "down", str(roster), "--yes"])):
-                _stats(url, reset=True, latency=a.latency)
-                m0, c0, t = _cpu_of(info["pid"]), _children_cpu(), time.monotonic()
+                _stats(moto.url, reset=True, latency=a.latency)
+                m0, c0, t = _cpu_of(moto.pid), _children_cpu(), time.monotonic()
                 r = subprocess.run([MLOPS, "--json", *argv], env=env, capture_output=True, text=True,  # noqa: S603
                                    check=False, stdin=subprocess.DEVNULL)
                 dt = time.monotonic() - t
-                client_cpu, moto_cpu = _children_cpu() - c0, _cpu_of(info["pid"]) - m0
+                client_cpu, moto_cpu = _children_cpu() - c0, _cpu_of(moto.pid) - m0
                 if r.returncode != 0:
                     raise SystemExit(f"N={n} {label} failed ({r.returncode}): {r.stdout[-2000:]}{r.stderr[-2000:]}")
-                seen = _stats(url)["seen"]
+                seen = _stats(moto.url)["seen"]
                 total = sum(seen.values())
                 rows.append({"n": n, "command": label, "seconds": round(dt, 2), "aws_requests": total,
                              "client_cpu_seconds": round(client_cpu, 2), "standin_cpu_seconds": round(moto_cpu, 2),
                              "requests_per_student": round(total / n, 1),
                              "by_action": dict(sorted(seen.items(), key=lambda kv: -kv[1]))})
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
     ups = {r["n"]: r for r in rows if r["command"] == "class up"}
     base = ups[min(ups)]
     ratios = {n: round(r["seconds"] / base["seconds"], 2) for n, r in ups.items()}

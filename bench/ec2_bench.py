@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import Moto, moto_launcher
 from benchlib import free_port as _free_port
 from benchlib import moto_stats as _stats
 
@@ -35,52 +35,10 @@ def main() -> None:
     a = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="mlops-env-ec2-bench-"))
-    log = open(tmp / "moto.log", "w")  # noqa: SIM115 - closed at the end
-    env0 = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_", "MLOPS_ENV_"))}
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests/ec2/moto_launcher.py")],  # noqa: S603
-                            stdout=subprocess.PIPE, stderr=log, text=True, env=env0)
-    port = json.loads(proc.stdout.readline())["port"] if proc.stdout else 0
-    launcher_s = time.monotonic() - t0
-    url = f"http://127.0.0.1:{port}"
-    rows: dict[str, list[float]] = {}
-    calls: dict[str, int] = {}
-    try:
-        for i in range(a.repeat):
-            home = tmp / f"run{i}"
-            (home / "home").mkdir(parents=True)
-            env = dict(env0, HOME=str(home / "home"), MLOPS_ENV_HOME=str(home / "mlops"), AWS_ENDPOINT_URL=url,
-                       AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_CONFIG_FILE="/dev/null",
-                       AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_EC2_METADATA_DISABLED="true",
-                       AWS_REGION="eu-west-1", MLOPS_ENV_TEST_SSH_ADDRESS_MAP=f"*=127.0.0.1:{_free_port()}")
-            name = f"bench{i}"
-            plan = [
-                ("up ec2 --help", ["up", "ec2", "--help"]),
-                ("up ec2 --dry-run (new)", ["up", "ec2", name, "--dry-run", "--allow-cidr", "203.0.113.7/32"]),
-                ("up ec2 --provision-only (create)", ["up", "ec2", name, "--provision-only", "--allow-cidr",
-                                                       "203.0.113.7/32"]),
-                ("up ec2 --provision-only (no-op)", ["up", "ec2", name, "--provision-only", "--allow-cidr",
-                                                      "203.0.113.7/32"]),
-                ("status", ["status", name]),
-                ("list", ["list"]),
-                ("stop", ["stop", name, "--yes"]),
-                ("start (new IP, SSH config rewritten)", ["start", name]),
-                ("down", ["down", name, "--yes"]),
-            ]
-            for label, argv in plan:
-                _stats(url, reset=True)
-                t = time.monotonic()
-                r = subprocess.run([MLOPS, "--json", *argv] if "--help" not in argv else [MLOPS, *argv],  # noqa: S603
-                                   env=env, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
-                dt = time.monotonic() - t
-                if r.returncode != 0:
-                    raise SystemExit(f"{label} failed ({r.returncode}): {r.stdout}{r.stderr}")
-                rows.setdefault(label, []).append(dt)
-                calls[label] = sum(_stats(url)["seen"].values())
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+    with moto_launcher(tmp) as moto:
+        launcher_s = time.monotonic() - t0
+        rows, calls = _run(moto, tmp, a.repeat)
     out = {"launcher_start_s": round(launcher_s, 2), "repeat": a.repeat,
            "commands": {k: {"median_s": round(statistics.median(v), 3), "min_s": round(min(v), 3),
                             "aws_requests": calls[k]} for k, v in rows.items()}}
@@ -91,6 +49,41 @@ def main() -> None:
     print(f"{'command':<42} {'median':>8} {'min':>8} {'AWS requests':>13}")
     for k, v in out["commands"].items():
         print(f"{k:<42} {v['median_s']:>7.2f}s {v['min_s']:>7.2f}s {v['aws_requests']:>13}")
+
+
+def _run(moto: Moto, tmp: Path, repeat: int) -> tuple[dict[str, list[float]], dict[str, int]]:
+    rows: dict[str, list[float]] = {}
+    calls: dict[str, int] = {}
+    url = moto.url
+    for i in range(repeat):
+        home = tmp / f"run{i}"
+        (home / "home").mkdir(parents=True)
+        env = moto.env(home, MLOPS_ENV_TEST_SSH_ADDRESS_MAP=f"*=127.0.0.1:{_free_port()}")
+        name = f"bench{i}"
+        plan = [
+            ("up ec2 --help", ["up", "ec2", "--help"]),
+            ("up ec2 --dry-run (new)", ["up", "ec2", name, "--dry-run", "--allow-cidr", "203.0.113.7/32"]),
+            ("up ec2 --provision-only (create)", ["up", "ec2", name, "--provision-only", "--allow-cidr",
+                                                   "203.0.113.7/32"]),
+            ("up ec2 --provision-only (no-op)", ["up", "ec2", name, "--provision-only", "--allow-cidr",
+                                                  "203.0.113.7/32"]),
+            ("status", ["status", name]),
+            ("list", ["list"]),
+            ("stop", ["stop", name, "--yes"]),
+            ("start (new IP, SSH config rewritten)", ["start", name]),
+            ("down", ["down", name, "--yes"]),
+        ]
+        for label, argv in plan:
+            _stats(url, reset=True)
+            t = time.monotonic()
+            r = subprocess.run([MLOPS, "--json", *argv] if "--help" not in argv else [MLOPS, *argv],  # noqa: S603
+                               env=env, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+            dt = time.monotonic() - t
+            if r.returncode != 0:
+                raise SystemExit(f"{label} failed ({r.returncode}): {r.stdout}{r.stderr}")
+            rows.setdefault(label, []).append(dt)
+            calls[label] = sum(_stats(url)["seen"].values())
+    return rows, calls
 
 
 if __name__ == "__main__":
