@@ -51,6 +51,10 @@ def test_provision_only_second_run_and_status(make_user: Any, moto_server: Any) 
     st = u.mlops("--json", "status", "p1")
     assert st.code == 0 and st.data["live"]["instance_id"] == inst["InstanceId"]
     assert st.data["live"]["state"] == "running" and st.data["live"]["instance_type"] == "t3.xlarge"
+    # stop/start of a box that was only provisioned: start does not wait for SSH (nothing set up there)
+    assert u.mlops("--json", "stop", "p1", "--yes").code == 0
+    sr = u.mlops("--json", "start", "p1")
+    assert sr.code == 0 and "waiting for SSH" not in sr.stdout + sr.stderr, sr.stdout + sr.stderr
     d = u.mlops("--json", "down", "p1", "--yes")
     assert d.code == 0, d.stdout + d.stderr
     assert "verified: nothing tagged mlops-env:name=p1 remains in eu-west-1" in d.data["removed"]

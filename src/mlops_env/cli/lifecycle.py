@@ -370,7 +370,8 @@ START_SSH_TIMEOUT = 300.0  # an EC2 instance: "running" first, then its boot (ty
 
 
 def _wait_ssh(paths: Any, rec: Any, ep: Any, ui: Any) -> None:
-    """`start` ends when the box answers SSH with its pinned key, so the `ssh` that follows works."""
+    """`start` of a ready box ends when it answers SSH with its pinned key, so the `ssh` that
+    follows works (a box made with `--provision-only` is not waited for: nothing was set up on it)."""
     from mlops_env.errors import MlopsError
     from mlops_env.ssh.connect import connect
 
@@ -405,7 +406,7 @@ def start_cmd(ctx: typer.Context, name: Name) -> None:
                 rec.endpoint = ep
                 store.save(rec)
                 rewritten = refresh_ssh_config(paths, rec)
-                if rec.provider in BOOTS and not result.startswith("already"):
+                if rec.provider in BOOTS and rec.phase == "ready" and not result.startswith("already"):
                     _wait_ssh(paths, rec, ep, ui)
         if ep is None:
             ui.info(f"{name}: {result}")
