@@ -252,7 +252,8 @@ class InstanceStandIn:
         if self.socket_activated:
             self.running = True
         else:
-            hosts.wait_for_ssh_banner(self.host, self.port, 60)
+            # bounded, generous: beside the three-box class e2e on the other worker, 60 s was once not enough
+            hosts.wait_for_ssh_banner(self.host, self.port, 180)
             self.running = True
 
     def wait_cloud_init(self) -> str:
@@ -307,7 +308,7 @@ class InstanceStandIn:
             time.sleep(0.2)
         raise RuntimeError("the box's host key could not be read")
 
-    def wait_booted(self, timeout: float = 120) -> None:
+    def wait_booted(self, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         while not (self.booted and self.running) and time.monotonic() < deadline and not self.errors:
             time.sleep(0.2)
